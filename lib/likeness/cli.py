@@ -1,0 +1,149 @@
+"""The ``likeness`` command: intake, analyze, validate, report, verify, models.
+
+Each sub-command is a thin call into the library; errors the library raises on purpose
+(LikenessError) are printed as one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from likeness.errors import LikenessError
+
+
+def _default_run_dir(case_path: str) -> Path:
+    from likeness.case import load_case
+
+    return Path("runs") / load_case(case_path).case_id
+
+
+def cmd_intake(args: argparse.Namespace) -> int:
+    from likeness.case import load_case
+    from likeness.intake import intake_case
+
+    case = load_case(args.case)
+    run_dir = Path(args.out or _default_run_dir(args.case))
+    record = intake_case(case, run_dir)
+    for item in record["evidence"]:
+        print(f"{item['sha256']}  {item['role']:9s} {item['path']}")
+    print(f"wrote {run_dir / 'intake.json'}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from likeness.analysis import analyze_case
+    from likeness.case import load_case
+
+    case = load_case(args.case)
+    run_dir = Path(args.out or _default_run_dir(args.case))
+    statuses = analyze_case(case, run_dir, progress=not args.quiet)
+    failed = [s for s in statuses.values() if s["status"] == "failed"]
+    for s in statuses.values():
+        print(
+            f"{s['episode']:12s} {s['status']:9s} {s['n_frames']:7d} frames "
+            f"{s['n_faces']:7d} faces  {s['message']}"
+        )
+    print(f"results in {run_dir}")
+    # Every other episode is analysed, but a failed one makes the run incomplete.
+    return 3 if failed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from likeness.calibration import validate_lfw
+
+    metrics = validate_lfw(args.model, Path(args.out), seed=args.seed)
+    for key, value in metrics.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from likeness.report import build_report
+
+    folder = build_report(args.case, args.out, run_id=args.run_id, progress=not args.quiet)
+    print(f"report in {folder}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from likeness.report import verify_run
+
+    changes = verify_run(Path(args.run_dir))
+    for change in changes:
+        print(change)
+    if not changes:
+        print(f"{args.run_dir}: no change: every hash in manifest.json matches")
+    return 1 if changes else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from likeness import models
+
+    if args.build:
+        path = models.build_weights(args.build, Path(args.weights) if args.weights else None)
+        print(f"{args.build}: {path}")
+    print(models.models_table().to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="likeness",
+        description="Forensic analysis of likeness (portrait-rights) cases built on face-swaps.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("intake", help="hash and probe every evidence file of a case")
+    p.add_argument("case", help="case.yaml or the folder holding it")
+    p.add_argument("--out", help="run folder (default: runs/<case_id>)")
+    p.set_defaults(func=cmd_intake)
+
+    p = sub.add_parser("analyze", help="detect, embed and score every face of a case")
+    p.add_argument("case", help="case.yaml or the folder holding it")
+    p.add_argument("--out", help="run folder (default: runs/<case_id>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("validate", help="validate a model's calibrated LRs on LFW")
+    p.add_argument("--model", default="facenet-casia-webface")
+    p.add_argument("--out", default="reports/validation", help="folder for metrics and figures")
+    p.add_argument("--seed", type=int, default=20260325)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("report", help="run the notebooks into a reproducible expert report")
+    p.add_argument("case", help="case.yaml or the folder holding it")
+    p.add_argument("--out", default="reports", help="reports folder (default: reports/)")
+    p.add_argument("--run-id", help="name of the report's folder (default: time and hash)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("verify", help="re-hash a report's inputs and outputs against its manifest")
+    p.add_argument("run_dir", help="a report folder holding manifest.json")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("models", help="list, verify and build the embedding models' weights")
+    p.add_argument(
+        "--build",
+        nargs="?",
+        const="facenet-casia-webface",
+        metavar="NAME",
+        help="build (or import) a model's weights into the cache",
+    )
+    p.add_argument("--weights", help="for facenet-vggface2: the weights file to import")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LikenessError as exc:
+        print(f"likeness: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

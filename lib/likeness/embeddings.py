@@ -1,0 +1,322 @@
+"""Embeddings: face crops to L2-normalised 512-d vectors, and still photos to embedded faces.
+
+Every crop, from footage or from a photo, goes through the same detector, the same crop
+(:func:`likeness.faces.crop_faces`) and the same embedder, so that questioned faces and
+reference faces are comparable. Photos are cached by model and by the SHA-256 of the file, so
+that a second case with the same population reuses its embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from likeness import faces, models
+from likeness.case import population_photos
+
+# Part of every cache key: bump it when detection, cropping or embedding changes.
+PHOTO_CACHE_VERSION = 1
+
+PHOTO_COLUMNS = [
+    "path",
+    "sha256",
+    "status",
+    "warning",
+    "n_faces",
+    "face_index",
+    "prob",
+    "box_x1",
+    "box_y1",
+    "box_x2",
+    "box_y2",
+    "landmarks",
+    "face_px",
+    "sharpness",
+    "yaw",
+    "pitch",
+    "roll",
+    "quality",
+    "embedding",
+]
+
+# A photo with several faces is usable when one face is clearly the subject: for references,
+# the largest face covering at least twice the area of the next one; for population photos
+# (LFW centres its subject), the face nearest the image centre.
+DOMINANT_AREA_RATIO = 2.0
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks (footage can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def standardise(crops: np.ndarray) -> torch.Tensor:
+    """(n, 160, 160, 3) uint8 RGB to the models' input: NCHW float, (x - 127.5) / 128."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    return (x - 127.5) / 128.0
+
+
+def embed_crops(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Embed uint8 crops in batches; returns (n, 512) float32 L2-normalised rows."""
+    device = next(model.parameters()).device
+    out = np.zeros((len(crops), 512), np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(crops), batch_size):
+            batch = standardise(crops[start : start + batch_size]).to(device)
+            emb = torch.nn.functional.normalize(model(batch), dim=1)
+            out[start : start + len(batch)] = emb.float().cpu().numpy()
+    return out
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read a still photo as upright RGB uint8, whatever its mode.
+
+    EXIF orientation is applied; CMYK and palette images are converted; transparency is
+    composited on white (a transparent background must not read as black); 16-bit images are
+    scaled to 8 bits rather than clipped. Raises ImageError naming the file.
+    """
+    from likeness.errors import ImageError
+
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: file not found") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: not a readable image ({exc})") from exc
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        grey = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        grey = np.clip(np.round(arr * (255.0 if arr.max() <= 1.0 else 1.0)), 0, 255)
+        return np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _cache_file(model_name: str, sha256: str, detector_key: str) -> Path:
+    return (
+        models.cache_dir() / "embeddings" / model_name / detector_key / sha256[:2] / f"{sha256}.npz"
+    )
+
+
+def _detector_key(min_face_size: int) -> str:
+    settings = {
+        "v": PHOTO_CACHE_VERSION,
+        "min_face_size": min_face_size,
+        "crop": [faces.CROP_SIZE, faces.CROP_MARGIN],
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _select_face(boxes: np.ndarray, shape: tuple[int, int], selection: str) -> int | None:
+    """Index of the subject's face among several, or None when it is ambiguous."""
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.argsort(-areas, kind="stable")
+    if selection == "centre":
+        centre = np.array([shape[1] / 2, shape[0] / 2])
+        mids = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+        return int(np.argmin(np.linalg.norm(mids - centre, axis=1)))
+    if areas[order[0]] >= DOMINANT_AREA_RATIO * areas[order[1]]:
+        return int(order[0])
+    return None
+
+
+def embed_photos(
+    paths: Sequence[Path | str],
+    *,
+    model_name: str = models.DEFAULT_MODEL,
+    device: str = "auto",
+    selection: str = "dominant",
+    min_face_size: int = 20,
+    min_prob: float = 0.9,
+    batch_size: int = 32,
+    cache: bool = True,
+    progress: bool = True,
+    model: torch.nn.Module | None = None,
+    detector=None,
+) -> pd.DataFrame:
+    """Embed the subject's face of each photo: one row per photo (columns PHOTO_COLUMNS).
+
+    status is 'ok' (embedding present), 'no_face', 'several_faces' (no clear subject) or
+    'unreadable'; ``warning`` says what happened in words. Detections below ``min_prob`` are
+    ignored. ``selection`` is 'dominant' (references) or 'centre' (population photos).
+    """
+    key = _detector_key(min_face_size)
+    records: list[dict] = []
+    todo: list[tuple[int, np.ndarray]] = []  # photos to compute: (record index, image)
+    for path in map(Path, paths):
+        rec: dict = {"path": str(path), "sha256": "", "status": "ok", "warning": ""}
+        try:
+            rec["sha256"] = sha256_file(path)
+        except OSError as exc:
+            rec.update(status="unreadable", warning=f"{path}: cannot be read ({exc.strerror})")
+            records.append(rec)
+            continue
+        cached = _cache_file(model_name, rec["sha256"], key)
+        if cache and cached.exists():
+            with np.load(cached) as npz:
+                rec["_faces"] = {k: npz[k] for k in npz.files}
+        else:
+            try:
+                todo.append((len(records), read_rgb(path)))
+            except Exception as exc:  # ImageError and anything PIL raises on a broken file
+                rec.update(status="unreadable", warning=str(exc))
+        records.append(rec)
+
+    if todo:
+        detector = detector or faces.load_detector(device, min_face_size)
+        model = model or models.load_embedder(model_name, faces.resolve_device(device))
+        # Equally sized photos (LFW: all 250x250) are detected in one batched MTCNN call.
+        by_shape: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+        for item in todo:
+            by_shape.setdefault(item[1].shape, []).append(item)
+        bar = tqdm(total=len(todo), desc="photos", unit="photo", disable=not progress)
+        for group in by_shape.values():
+            for start in range(0, len(group), batch_size):
+                chunk = group[start : start + batch_size]
+                dets = faces.detect_batch(detector, [img for _, img in chunk])
+                crops = [
+                    faces.crop_faces(img, d.boxes, d.landmarks)
+                    for (_, img), d in zip(chunk, dets, strict=True)
+                ]
+                emb = (
+                    embed_crops(model, np.concatenate(crops))
+                    if sum(map(len, crops))
+                    else (np.zeros((0, 512), np.float32))
+                )
+                offset = 0
+                for (index, img), det, crop in zip(chunk, dets, crops, strict=True):
+                    rows = faces.face_rows(det, crop)
+                    arrays = {
+                        "shape": np.asarray(img.shape[:2]),
+                        "probs": det.probs,
+                        "boxes": det.boxes,
+                        "landmarks": det.landmarks,
+                        "face_px": rows["face_px"].to_numpy(),
+                        "sharpness": rows["sharpness"].to_numpy(),
+                        "embeddings": emb[offset : offset + len(det)],
+                    }
+                    offset += len(det)
+                    if cache:
+                        _save_npz_atomic(
+                            _cache_file(model_name, records[index]["sha256"], key), **arrays
+                        )
+                    records[index]["_faces"] = arrays
+                bar.update(len(chunk))
+        bar.close()
+
+    return pd.DataFrame(
+        [_photo_row(rec, selection, min_prob) for rec in records], columns=PHOTO_COLUMNS
+    )
+
+
+def _photo_row(rec: dict, selection: str, min_prob: float) -> dict:
+    row = {c: None for c in PHOTO_COLUMNS} | {k: v for k, v in rec.items() if k != "_faces"}
+    found = rec.get("_faces")
+    if found is None:
+        row["n_faces"] = 0
+        return row
+    keep = found["probs"] >= min_prob
+    n = int(keep.sum())
+    row["n_faces"] = n
+    if n == 0:
+        row.update(status="no_face", warning=f"{rec['path']}: no face found")
+        return row
+    idx = np.flatnonzero(keep)
+    choice = 0 if n == 1 else _select_face(found["boxes"][idx], tuple(found["shape"]), selection)
+    if choice is None:
+        row.update(
+            status="several_faces",
+            warning=f"{rec['path']}: {n} faces and none clearly the subject; photo not used",
+        )
+        return row
+    i = int(idx[choice])
+    if n > 1:
+        which = "largest" if selection == "dominant" else "central"
+        row["warning"] = f"{rec['path']}: {n} faces; used the {which} one"
+    det = faces.Detections(
+        found["boxes"][i : i + 1], found["probs"][i : i + 1], found["landmarks"][i : i + 1]
+    )
+    yaw, pitch, roll = faces.pose_degrees(det.landmarks)
+    box = det.boxes[0]
+    row.update(
+        face_index=i,
+        prob=float(det.probs[0]),
+        box_x1=float(box[0]),
+        box_y1=float(box[1]),
+        box_x2=float(box[2]),
+        box_y2=float(box[3]),
+        landmarks=det.landmarks.reshape(10),
+        face_px=float(found["face_px"][i]),
+        sharpness=float(found["sharpness"][i]),
+        yaw=float(yaw[0]),
+        pitch=float(pitch[0]),
+        roll=float(roll[0]),
+        embedding=found["embeddings"][i],
+    )
+    row["quality"] = float(
+        faces.face_quality(
+            det.probs, found["face_px"][i : i + 1], found["sharpness"][i : i + 1], yaw, pitch
+        )[0]
+    )
+    return row
+
+
+def embed_population(
+    root: Path,
+    exclude: Sequence[str] = (),
+    *,
+    model_name: str = models.DEFAULT_MODEL,
+    max_per_identity: int | None = None,
+    **kwargs,
+) -> pd.DataFrame:
+    """Embed a population folder (one sub-folder per identity): embed_photos plus ``identity``.
+
+    An identity folder without photos gets one row with status 'no_photo'.
+    """
+    listing = population_photos(root, exclude, max_per_identity=max_per_identity)
+    has_photo = listing["path"].notna()
+    photos = embed_photos(
+        listing.loc[has_photo, "path"].tolist(),
+        model_name=model_name,
+        selection="centre",
+        **kwargs,
+    )
+    photos.insert(0, "identity", listing.loc[has_photo, "identity"].to_numpy())
+    empty = listing.loc[~has_photo, ["identity"]].assign(
+        status="no_photo", warning=lambda d: d["identity"] + ": folder holds no photo"
+    )
+    return pd.concat([photos, empty], ignore_index=True).sort_values(
+        ["identity", "path"], kind="stable", na_position="last", ignore_index=True
+    )

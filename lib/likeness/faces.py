@@ -1,0 +1,311 @@
+"""Faces: detection (MTCNN), aligned crops, quality and tracks.
+
+Detection is facenet-pytorch's MTCNN, called on batches of equally sized frames. A crop is cut
+the way the FaceNet models were trained and evaluated (the MTCNN box widened by a margin,
+resized to 160x160; facenet-pytorch's LFW evaluation uses margin 14), and additionally
+*aligned*: the frame is rotated about the box centre so that the eyes are level, which removes
+in-plane head tilt (roll) without changing what the box covers.
+
+Quality is reported per face so that an expert can see, and the scores can weight, how much
+each face is worth: detection probability, face size in pixels, sharpness and a pose estimate
+from the five landmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from facenet_pytorch import MTCNN
+from scipy.optimize import linear_sum_assignment
+
+CROP_SIZE = 160
+# facenet-pytorch's LFW evaluation margin, in pixels of the 160 px crop.
+CROP_MARGIN = 14
+
+# Where MTCNN's nose-tip landmark sits between the eye line (0) and the mouth line (1) on a
+# frontal face: 0.72 on average over the six frontal faces of facenet-pytorch's multiface.jpg.
+PITCH_FRONTAL_RATIO = 0.72
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclasses.dataclass(frozen=True)
+class Detections:
+    """The faces found in one image (arrays of length n, n may be 0)."""
+
+    boxes: np.ndarray  # (n, 4) float32 x1, y1, x2, y2
+    probs: np.ndarray  # (n,) float32
+    landmarks: np.ndarray  # (n, 5, 2) float32, order of LANDMARK_NAMES
+
+    def __len__(self) -> int:
+        return len(self.probs)
+
+
+EMPTY_DETECTIONS = Detections(
+    np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' is the GPU when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_detector(device: str = "auto", min_face_size: int = 20) -> MTCNN:
+    """facenet-pytorch's MTCNN with its shipped weights, returning every face it finds."""
+    return MTCNN(
+        keep_all=True,
+        post_process=False,
+        select_largest=False,
+        min_face_size=min_face_size,
+        device=resolve_device(device),
+    ).eval()
+
+
+def _to_detections(boxes, probs, points, min_prob: float) -> Detections:
+    if boxes is None or len(boxes) == 0:
+        return EMPTY_DETECTIONS
+    # MTCNN.detect returns object arrays: make them plain floats.
+    boxes = np.asarray(boxes).astype(np.float32).reshape(-1, 4)
+    probs = np.asarray(probs).astype(np.float32).reshape(-1)
+    points = np.asarray(points).astype(np.float32).reshape(-1, 5, 2)
+    keep = probs >= min_prob
+    # A stable order (left to right, then top to bottom) keeps tables reproducible.
+    order = np.lexsort((boxes[keep, 1], boxes[keep, 0]))
+    return Detections(boxes[keep][order], probs[keep][order], points[keep][order])
+
+
+def detect_batch(
+    detector: MTCNN, images: Sequence[np.ndarray], min_prob: float = 0.0
+) -> list[Detections]:
+    """Detect faces in RGB uint8 images; equally sized images go through MTCNN in one call."""
+    if not images:
+        return []
+    shapes = {img.shape for img in images}
+    if len(shapes) == 1:
+        boxes, probs, points = detector.detect(np.stack(images), landmarks=True)
+        return [
+            _to_detections(b, p, pt, min_prob)
+            for b, p, pt in zip(boxes, probs, points, strict=True)
+        ]
+    return [_to_detections(*detector.detect(img, landmarks=True), min_prob) for img in images]
+
+
+def roll_degrees(landmarks: np.ndarray) -> np.ndarray:
+    """In-plane head rotation from the eye line, in degrees (positive: right eye lower)."""
+    d = landmarks[:, 1] - landmarks[:, 0]
+    return np.degrees(np.arctan2(d[:, 1], d[:, 0])).astype(np.float32)
+
+
+def crop_faces(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    landmarks: np.ndarray,
+    *,
+    size: int = CROP_SIZE,
+    margin: float = CROP_MARGIN,
+    align: bool = True,
+) -> np.ndarray:
+    """Cut (n, size, size, 3) uint8 crops: each box widened by the margin, rotated upright.
+
+    The margin follows facenet-pytorch's ``extract_face``: ``margin`` pixels of the output
+    crop, i.e. the box grows by the factor size / (size - margin). With ``align`` the crop is
+    rotated by the eye-line angle about the box centre.
+    """
+    crops = np.zeros((len(boxes), size, size, 3), np.uint8)
+    if len(boxes) == 0:
+        return crops
+    angles = roll_degrees(landmarks) if align else np.zeros(len(boxes), np.float32)
+    grow = size / (size - margin)
+    height, width = image.shape[:2]
+    for i, ((x1, y1, x2, y2), angle) in enumerate(zip(boxes, angles, strict=True)):
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        bw, bh = max(x2 - x1, 1.0) * grow, max(y2 - y1, 1.0) * grow
+        # Work on a padded region around the face only, pre-shrunk with area averaging when the
+        # face is much larger than the crop, so that the final warp does not alias.
+        half = 0.75 * max(bw, bh)
+        rx1, ry1 = math.floor(cx - half), math.floor(cy - half)
+        rx2, ry2 = math.ceil(cx + half), math.ceil(cy + half)
+        region = cv2.copyMakeBorder(
+            image[max(ry1, 0) : min(ry2, height), max(rx1, 0) : min(rx2, width)],
+            max(-ry1, 0),
+            max(ry2 - height, 0),
+            max(-rx1, 0),
+            max(rx2 - width, 0),
+            cv2.BORDER_CONSTANT,
+            value=(0, 0, 0),
+        )
+        shrink = min(1.0, 2.0 * size / max(bw, bh))
+        if shrink < 1.0:
+            region = cv2.resize(region, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        scx, scy = (cx - rx1) * shrink, (cy - ry1) * shrink
+        sx, sy = size / (bw * shrink), size / (bh * shrink)
+        rad = math.radians(float(angle))
+        cos, sin = math.cos(rad), math.sin(rad)
+        # dst = S . R(-angle) . (src - centre) + size/2
+        matrix = np.array(
+            [
+                [sx * cos, sx * sin, 0.0],
+                [-sy * sin, sy * cos, 0.0],
+            ]
+        )
+        matrix[:, 2] = np.array([size / 2, size / 2]) - matrix[:, :2] @ np.array([scx, scy])
+        crops[i] = cv2.warpAffine(
+            region, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+    return crops
+
+
+def sharpness(crops: np.ndarray) -> np.ndarray:
+    """Variance of the Laplacian of each grey crop: low for blurred or heavily compressed faces."""
+    out = np.zeros(len(crops), np.float32)
+    for i, crop in enumerate(crops):
+        grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        out[i] = cv2.Laplacian(grey, cv2.CV_64F).var()
+    return out
+
+
+def pose_degrees(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rough yaw, pitch and roll in degrees from the five landmarks.
+
+    Yaw: the nose's horizontal offset from the eyes' midpoint relative to half the eye
+    distance, read as the sine of the angle; pitch: the nose's vertical position between the
+    eye line and the mouth line against its frontal value (PITCH_FRONTAL_RATIO); roll: the eye
+    line.
+    These are estimates for quality weighting and filtering, not measurements.
+    """
+    left, right, nose = landmarks[:, 0], landmarks[:, 1], landmarks[:, 2]
+    mouth = (landmarks[:, 3] + landmarks[:, 4]) / 2
+    eyes = (left + right) / 2
+    half_iod = np.maximum(np.linalg.norm(right - left, axis=1) / 2, 1e-6)
+    yaw = np.degrees(np.arcsin(np.clip((nose[:, 0] - eyes[:, 0]) / half_iod, -1, 1)))
+    span = np.maximum(mouth[:, 1] - eyes[:, 1], 1e-6)
+    rel = (nose[:, 1] - eyes[:, 1]) / span
+    pitch = np.degrees(np.arcsin(np.clip((rel - PITCH_FRONTAL_RATIO) * 2, -1, 1)))
+    return yaw.astype(np.float32), pitch.astype(np.float32), roll_degrees(landmarks)
+
+
+def face_quality(
+    probs: np.ndarray, face_px: np.ndarray, sharp: np.ndarray, yaw: np.ndarray, pitch: np.ndarray
+) -> np.ndarray:
+    """A quality in [0, 1]: the product of four factors, each 1 for a good face.
+
+    - probability: the detector's confidence, as it is;
+    - size: 0 at 20 px (MTCNN's smallest face), 1 from 80 px (faces below about 80 px lose the
+      detail that face models rely on);
+    - sharpness: s / (s + 100) with s the Laplacian variance of the 160 px crop (100 is about
+      where compressed video faces turn visibly soft);
+    - pose: cos(yaw) * cos(pitch), since profile views match frontal references poorly.
+    """
+    size = np.clip((face_px - 20.0) / 60.0, 0.0, 1.0)
+    sharp_f = sharp / (sharp + 100.0)
+    pose = np.cos(np.radians(yaw)) * np.cos(np.radians(pitch))
+    return (probs * size * sharp_f * np.clip(pose, 0.0, 1.0)).astype(np.float32)
+
+
+def face_rows(det: Detections, crops: np.ndarray) -> pd.DataFrame:
+    """The per-face columns of the faces table that come from one image's detections."""
+    boxes = det.boxes
+    face_px = np.sqrt(
+        np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    ).astype(np.float32)
+    sharp = sharpness(crops)
+    yaw, pitch, roll = pose_degrees(det.landmarks) if len(det) else (np.zeros(0, np.float32),) * 3
+    return pd.DataFrame(
+        {
+            "box_x1": boxes[:, 0],
+            "box_y1": boxes[:, 1],
+            "box_x2": boxes[:, 2],
+            "box_y2": boxes[:, 3],
+            "prob": det.probs,
+            "landmarks": list(det.landmarks.reshape(-1, 10)),
+            "face_px": face_px,
+            "sharpness": sharp,
+            "yaw": yaw,
+            "pitch": pitch,
+            "roll": roll,
+            "quality": face_quality(det.probs, face_px, sharp, yaw, pitch),
+        }
+    )
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in a (n, 4) with every box in b (m, 4)."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+@dataclasses.dataclass
+class TrackState:
+    """The open tracks of one episode while its frames stream by (small: one row per track)."""
+
+    max_gap_s: float = 1.0
+    next_id: int = 0
+    ids: list[int] = dataclasses.field(default_factory=list)
+    boxes: list[np.ndarray] = dataclasses.field(default_factory=list)
+    embeddings: list[np.ndarray] = dataclasses.field(default_factory=list)
+    last_time: list[float] = dataclasses.field(default_factory=list)
+
+
+# A face continues a track when it overlaps the track's last box and looks alike, or, across a
+# cut or a fast move, when it looks very alike. Cosine thresholds are for L2-normalised FaceNet
+# embeddings, where the same person in neighbouring frames is typically above 0.8.
+LINK_MIN_IOU = 0.3
+LINK_MIN_COSINE_WITH_OVERLAP = 0.3
+LINK_MIN_COSINE_ALONE = 0.7
+
+
+def link_faces(
+    state: TrackState, time_s: float, boxes: np.ndarray, embeddings: np.ndarray
+) -> np.ndarray:
+    """Assign track ids to the faces of one frame, updating ``state``; returns the ids.
+
+    Frames must come in time order. Matching is a maximum-weight assignment (Hungarian) on
+    IoU + cosine similarity between the frame's faces and the tracks seen within max_gap_s.
+    """
+    n = len(boxes)
+    ids = np.full(n, -1, np.int64)
+    live = [i for i, t in enumerate(state.last_time) if time_s - t <= state.max_gap_s]
+    if n and live:
+        iou = box_iou(boxes, np.stack([state.boxes[i] for i in live]))
+        cos = embeddings @ np.stack([state.embeddings[i] for i in live]).T
+        allowed = ((iou >= LINK_MIN_IOU) & (cos >= LINK_MIN_COSINE_WITH_OVERLAP)) | (
+            cos >= LINK_MIN_COSINE_ALONE
+        )
+        weight = np.where(allowed, iou + cos, -1e6)
+        rows, cols = linear_sum_assignment(-weight)
+        for r, c in zip(rows, cols, strict=True):
+            if allowed[r, c]:
+                k = live[c]
+                ids[r] = state.ids[k]
+                state.boxes[k], state.embeddings[k], state.last_time[k] = (
+                    boxes[r],
+                    embeddings[r],
+                    time_s,
+                )
+    for r in np.flatnonzero(ids < 0):
+        ids[r] = state.next_id
+        state.next_id += 1
+        state.ids.append(int(ids[r]))
+        state.boxes.append(boxes[r])
+        state.embeddings.append(embeddings[r])
+        state.last_time.append(time_s)
+    # Forget tracks that can no longer be continued, so the state stays small.
+    keep = [i for i, t in enumerate(state.last_time) if time_s - t <= state.max_gap_s]
+    for name in ("ids", "boxes", "embeddings", "last_time"):
+        setattr(state, name, [getattr(state, name)[i] for i in keep])
+    return ids
