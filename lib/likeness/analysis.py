@@ -18,10 +18,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import queue
+import shutil
 import threading
 from collections.abc import Iterator
 from importlib import metadata
@@ -229,6 +231,53 @@ def analyze_episode(
     return status
 
 
+def faces_cache_path(case: Case, footage_sha256: str) -> Path:
+    """Where the faces table of this footage, under these parameters, is cached.
+
+    The faces of an episode depend only on the footage's bytes and the detection, sampling and
+    model settings, not on the claimant: a second case on the same footage (another actor of
+    the same drama) reuses them.
+    """
+    params = case.analysis
+    key = {
+        "v": embeddings.PHOTO_CACHE_VERSION,
+        "footage": footage_sha256,
+        "sample_fps": params.sample_fps,
+        "min_face_size": params.min_face_size,
+        "min_detection_prob": params.min_detection_prob,
+        "model_sha256": models.model_spec(params.model).sha256,
+        "crop": [faces.CROP_SIZE, faces.CROP_MARGIN],
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return models.cache_dir() / "faces" / f"{digest}.parquet"
+
+
+def _faces_to_cache(table_file: Path, cached: Path) -> None:
+    if episode_status_from_file(table_file).get("status") != "ok":
+        return  # only complete tables of intact footage are reused
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    shutil.copyfile(table_file, tmp)
+    os.replace(tmp, cached)
+
+
+def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any]:
+    """Write the cached faces table as this case's episode (its id may differ)."""
+    table = pq.read_table(cached)
+    status = json.loads((table.schema.metadata or {}).get(b"likeness_status", b"{}"))
+    status.update(episode=episode_id, message="faces reused from the cache")
+    episode_col = pa.array([episode_id] * table.num_rows, pa.string())
+    table = table.set_column(table.schema.get_field_index("episode"), "episode", episode_col)
+    table = table.replace_schema_metadata(
+        {"likeness_status": json.dumps(status, sort_keys=True)}
+    )
+    partial = out.with_name(out.name + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, partial)
+    os.replace(partial, out)
+    return status
+
+
 def episode_status_from_file(path: Path) -> dict[str, Any]:
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta.get(b"likeness_status", b"{}"))
@@ -328,23 +377,29 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
     """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ensure_intake(case, run_dir)
+    intake = ensure_intake(case, run_dir)
     _check_run_folder(case, run_dir)
     torch.manual_seed(case.analysis.seed)
     device = faces.resolve_device(case.analysis.device)
     detector = faces.load_detector(str(device), case.analysis.min_face_size)
     model = models.load_embedder(case.analysis.model, str(device))
 
+    episode_sha = {e["id"]: e["sha256"] for e in intake["evidence"] if e["role"] == "footage"}
     statuses: dict[str, Any] = {}
     for episode in tqdm(case.episodes, desc="episodes", unit="episode", disable=not progress):
         out = faces_path(run_dir, episode.id)
         if out.exists():
             statuses[episode.id] = episode_status_from_file(out)
             continue
+        cached = faces_cache_path(case, episode_sha[episode.id])
+        if cached.exists():
+            statuses[episode.id] = _faces_from_cache(cached, episode.id, out)
+            continue
         try:
             statuses[episode.id] = analyze_episode(
                 episode, case, run_dir, detector, model, progress=progress
             )
+            _faces_to_cache(out, cached)
         except FootageError as exc:
             # This episode fails alone; the others, and what is already done, are kept.
             statuses[episode.id] = {
