@@ -24,7 +24,7 @@ from likeness import faces, models
 from likeness.case import population_photos
 
 # Part of every cache key: bump it when detection, cropping or embedding changes.
-PHOTO_CACHE_VERSION = 1
+PHOTO_CACHE_VERSION = 2
 
 PHOTO_COLUMNS = [
     "path",
