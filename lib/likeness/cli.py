@@ -84,7 +84,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.build:
         path = models.build_weights(args.build, Path(args.weights) if args.weights else None)
         print(f"{args.build}: {path}")
-    print(models.models_table().to_string(index=False))
+    for row in models.models_table().to_dict("records"):
+        print(f"{row['name']}:")
+        for key, value in row.items():
+            if key != "name":
+                print(f"  {key:14s} {value}")
     return 0
 
 
