@@ -217,8 +217,9 @@ def analyze_episode(
             writer.close()
             partial.unlink(missing_ok=True)
             raise
-        # Truncated footage: what decoded is kept and said to be partial, not hidden.
-        status.update(status="truncated", message=str(exc))
+        # Truncated or damaged footage: what decoded is kept and said to be partial, not hidden.
+        kind = "truncated" if "truncated" in str(exc) else "damaged"
+        status.update(status=kind, message=str(exc))
     except BaseException:
         writer.close()
         partial.unlink(missing_ok=True)

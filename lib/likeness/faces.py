@@ -114,11 +114,14 @@ def _area_crops(
     float32, as PyTorch's kernels compute it.
     """
     device = image.device
-    channels, height, width = image.shape
-    # int32 holds the whole image's sum up to 8.4 Mpixel (4K); beyond, int64.
+    # The table covers only the part of the image that the crops cover.
+    top, left = int(y.min()) - 1, int(x.min()) - 1
+    region = image[:, top : int(ey.max()), left : int(ex.max())]
+    channels, height, width = region.shape
+    # int32 holds the region's sum up to 8.4 Mpixel (4K); beyond, int64.
     dtype = torch.int32 if 255 * height * width < 2**31 else torch.int64
     table = torch.zeros((height + 1, width + 1, channels), dtype=dtype, device=device)
-    table[1:, 1:] = image.permute(1, 2, 0).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)
+    table[1:, 1:] = region.permute(1, 2, 0).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)
     cell = torch.arange(size, device=device)
 
     def windows(start: np.ndarray, stop: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,8 +131,8 @@ def _area_crops(
         hi = first + torch.div((cell + 1) * length + size - 1, size, rounding_mode="floor")
         return lo, hi
 
-    r0, r1 = windows(y, ey)
-    c0, c1 = windows(x, ex)
+    r0, r1 = windows(y - top, ey - top)
+    c0, c1 = windows(x - left, ex - left)
     r0, r1, c0, c1 = r0[:, :, None], r1[:, :, None], c0[:, None, :], c1[:, None, :]
     sums = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]  # (K, s, s, C)
     kh, kw = (r1 - r0)[..., None].float(), (c1 - c0)[..., None].float()
@@ -185,6 +188,8 @@ def mtcnn_detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, 
     device = detector.device
     threshold, factor = detector.thresholds, detector.factor
     with torch.inference_mode():
+        # No copy unless the array is read-only (PyTorch wants writable memory).
+        images = np.require(images, np.uint8, ["C", "W"])
         pixels = torch.as_tensor(images, device=device).permute(0, 3, 1, 2)  # uint8 NCHW view
         imgs = pixels.type(next(detector.pnet.parameters()).dtype)
         batch_size = len(imgs)
