@@ -1,0 +1,116 @@
+"""The fast detection path gives facenet-pytorch's own MTCNN.detect results, on real frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.functional import interpolate
+
+from casedata import TESTDATA
+from likeness import faces, footage
+from likeness.embeddings import read_rgb
+
+VIDEO = TESTDATA / "facenet-pytorch/examples/video.mp4"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return faces.load_detector("cpu")
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """Two 1080p frames of the peer's benchmark video, a second apart (several faces each)."""
+    wanted = {0, 25}
+    out = []
+    for batch in footage.iter_frames(VIDEO, None, batch_size=26):
+        out += [img for i, img in zip(batch.frame_index, batch.images, strict=True) if i in wanted]
+        break
+    assert len(out) == 2
+    return out
+
+
+def _peer(detector, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """facenet-pytorch's MTCNN.detect, as plain float arrays per image."""
+    boxes, probs, points = detector.detect(images, landmarks=True)
+    out = []
+    for b, p, pt in zip(boxes, probs, points, strict=True):
+        if b is None:
+            out.append((np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))))
+        else:
+            out.append(
+                (
+                    np.asarray(b, np.float64),
+                    np.asarray(p, np.float64),
+                    np.asarray(pt, np.float64),
+                )
+            )
+    return out
+
+
+def _ours(detector, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return [
+        (b[:, :4].astype(np.float64), b[:, 4].astype(np.float64), pt.astype(np.float64))
+        for b, pt in faces.mtcnn_detect(detector, images)
+    ]
+
+
+def _assert_same(ours, peer) -> None:
+    assert len(ours) == len(peer)
+    for (b1, p1, l1), (b2, p2, l2) in zip(ours, peer, strict=True):
+        assert b1.shape == b2.shape and l1.shape == l2.shape
+        np.testing.assert_allclose(b1, b2, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(p1, p2, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(l1, l2, rtol=0, atol=1e-4)
+
+
+def test_area_crops_equal_torch_area_resize(frames):
+    """Every crop size, near the borders too, resizes bit for bit as interpolate(mode='area')."""
+    image = torch.as_tensor(np.stack(frames)).permute(0, 3, 1, 2)
+    as_float = image.float()
+    rng = np.random.default_rng(7)
+    n = 150
+    size = np.concatenate([np.arange(1, 81), rng.integers(81, 1080, n - 80)])
+    height, width = image.shape[2:]
+    x = rng.integers(1, width - size + 2)
+    y = rng.integers(1, height - size + 2)
+    ex, ey = x + size - 1, y + size - 1
+    for out_size in (24, 48):
+        got = faces._area_crops(image[1], y, ey, x, ex, out_size)
+        for k in range(n):
+            crop = as_float[1, :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
+            want = interpolate(crop, size=(out_size, out_size), mode="area")[0]
+            assert torch.equal(got[k], want), (k, size[k], out_size)
+
+
+def test_detection_equals_facenet_pytorch_on_video_frames(detector, frames):
+    batch = np.stack(frames)
+    ours = _ours(detector, batch)
+    assert all(len(b) >= 3 for b, _, _ in ours)  # the frames do hold several faces
+    _assert_same(ours, _peer(detector, batch))
+
+
+def test_detection_equals_facenet_pytorch_on_a_photo_and_an_empty_image(detector):
+    multiface = read_rgb(TESTDATA / "facenet-pytorch/data/multiface.jpg")
+    ours = _ours(detector, multiface[None])
+    assert len(ours[0][0]) >= 6
+    _assert_same(ours, _peer(detector, multiface[None]))
+    blank = np.full((200, 300, 3), 128, np.uint8)
+    assert len(faces.mtcnn_detect(detector, blank[None])[0][0]) == 0
+    assert faces.detect_batch(detector, [blank])[0] is faces.EMPTY_DETECTIONS
+
+
+def test_detect_batch_matches_mtcnn_detect_with_mixed_sizes(detector, frames):
+    """Mixed sizes go one by one, as before; the tables come out in the same order."""
+    images = [
+        np.ascontiguousarray(frames[1][::2, ::2]),
+        np.ascontiguousarray(frames[0][::2, 60::2]),
+    ]
+    dets = faces.detect_batch(detector, images, min_prob=0.9)
+    for det, img in zip(dets, images, strict=True):
+        ref = faces._to_detections(*detector.detect(img, landmarks=True), 0.9)
+        assert len(det) == len(ref) > 0
+        np.testing.assert_allclose(det.boxes, ref.boxes, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(det.probs, ref.probs, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(det.landmarks, ref.landmarks, rtol=0, atol=1e-4)
