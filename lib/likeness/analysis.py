@@ -265,7 +265,7 @@ def _faces_to_cache(table_file: Path, cached: Path) -> None:
 def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any]:
     """Write the cached faces table as this case's episode (its id may differ)."""
     table = pq.read_table(cached)
-    status = json.loads((table.schema.metadata or {}).get(b"likeness_status", b"{}"))
+    status = episode_status_from_file(cached)
     status.update(episode=episode_id, message="faces reused from the cache")
     episode_col = pa.array([episode_id] * table.num_rows, pa.string())
     table = table.set_column(table.schema.get_field_index("episode"), "episode", episode_col)
@@ -280,8 +280,9 @@ def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any
 
 
 def episode_status_from_file(path: Path) -> dict[str, Any]:
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta.get(b"likeness_status", b"{}"))
+    """The status an episode's faces table carries in its Parquet key-value metadata."""
+    meta = pq.ParquetFile(path).metadata.metadata or {}
+    return json.loads(meta[b"likeness_status"])
 
 
 def _analysis_record(case: Case) -> dict[str, Any]:
