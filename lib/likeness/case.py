@@ -190,7 +190,8 @@ def _image_files(path: Path, where: str) -> list[Path]:
     raise CaseError(f"{where}: {path} does not exist")
 
 
-def _analysis_params(raw: Any, where: str) -> AnalysisParams:
+def analysis_params(raw: Any, where: str) -> AnalysisParams:
+    """Validate an ``analysis`` mapping (defaults filled in); ``where`` prefixes errors."""
     raw = {} if raw is None else raw
     _check_fields(raw, where, tuple(ANALYSIS_DEFAULTS), ())
     values = {**ANALYSIS_DEFAULTS, **raw}
@@ -310,8 +311,20 @@ def load_case(path: str | os.PathLike[str]) -> Case:
         episodes=tuple(episodes),
         population_root=population_root,
         population_exclude=exclude,
-        analysis=_analysis_params(raw.get("analysis"), f"{where}: analysis"),
+        analysis=analysis_params(raw.get("analysis"), f"{where}: analysis"),
     )
+
+
+def override_analysis(case: Case, overrides: dict[str, Any] | None) -> Case:
+    """The case with some analysis parameters replaced, checked exactly as in case.yaml."""
+    if not overrides:
+        return case
+    where = f"{case.case_file}: overrides"
+    unknown = sorted(set(overrides) - set(ANALYSIS_DEFAULTS))
+    if unknown:
+        raise _unknown_field_error(where, unknown[0], tuple(ANALYSIS_DEFAULTS))
+    params = analysis_params({**case.analysis.as_dict(), **overrides}, where)
+    return dataclasses.replace(case, analysis=params)
 
 
 def claimant_identity_names(name: str) -> set[str]:

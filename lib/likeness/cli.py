@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from likeness.errors import LikenessError
+from likeness.errors import CaseError, LikenessError
 
 
 def _default_run_dir(case_path: str) -> Path:
@@ -59,10 +59,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as YAML, as it would be in case.yaml (5, 0.5, null, name)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise CaseError(f"--set {text!r}: expected KEY=VALUE")
+    return key.strip(), yaml.safe_load(value)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from likeness.report import build_report
 
-    folder = build_report(args.case, args.out, run_id=args.run_id, progress=not args.quiet)
+    overrides = dict(_parse_setting(item) for item in args.set)
+    folder = build_report(
+        args.case, args.out, run_id=args.run_id, overrides=overrides, progress=not args.quiet
+    )
     print(f"report in {folder}")
     return 0
 
@@ -120,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("case", help="case.yaml or the folder holding it")
     p.add_argument("--out", default="reports", help="reports folder (default: reports/)")
     p.add_argument("--run-id", help="name of the report's folder (default: time and hash)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an analysis parameter of case.yaml, e.g. --set sample_fps=2")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_report)
 
