@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from likeness import embeddings, faces, models
-
 from casedata import ELON_REFERENCE, LFW, TESTDATA
+from likeness import embeddings, faces, models
 
 OBAMA = TESTDATA / "face_recognition/examples/obama.jpg"
 OBAMA2 = TESTDATA / "face_recognition/examples/obama2.jpg"

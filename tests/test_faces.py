@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from casedata import TESTDATA
 from likeness import faces
 from likeness.embeddings import read_rgb
-
-from casedata import TESTDATA
 
 
 @pytest.fixture(scope="module")

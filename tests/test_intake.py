@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
+from casedata import ELON_REFERENCE, SWAP, write_case
 from likeness.case import load_case
 from likeness.errors import EvidenceError
 from likeness.intake import check_evidence, ensure_intake, intake_case
-
-from casedata import ELON_REFERENCE, SWAP, write_case
 
 
 @pytest.fixture()
@@ -34,7 +34,7 @@ def test_intake_hashes_and_probes_every_evidence_file(copied_case):
     assert on_disk["case_file"]["sha256"] == record["case_file"]["sha256"]
     by_role = {e["role"]: e for e in on_disk["evidence"]}
     for entry in on_disk["evidence"]:
-        data = open(entry["path"], "rb").read()
+        data = Path(entry["path"]).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert entry["size_bytes"] == len(data)
     probe = by_role["footage"]["probe"]

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import queue
-import shutil
 import threading
 from collections.abc import Iterator
 from importlib import metadata
@@ -41,7 +40,8 @@ import likeness
 from likeness import embeddings, faces, footage, models
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
-from likeness.intake import ensure_intake, write_json_atomic
+from likeness.files import atomic_path, copy_atomic, write_json_atomic
+from likeness.intake import ensure_intake
 
 ANALYSIS_FILE = "analysis.json"
 STATUS_FILE = "episode_status.json"
@@ -256,10 +256,7 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
 def _faces_to_cache(table_file: Path, cached: Path) -> None:
     if episode_status_from_file(table_file).get("status") != "ok":
         return  # only complete tables of intact footage are reused
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-    shutil.copyfile(table_file, tmp)
-    os.replace(tmp, cached)
+    copy_atomic(table_file, cached)
 
 
 def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any]:
@@ -272,10 +269,8 @@ def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any
     table = table.replace_schema_metadata(
         {"likeness_status": json.dumps(status, sort_keys=True)}
     )
-    partial = out.with_name(out.name + ".partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, partial)
-    os.replace(partial, out)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
     return status
 
 
@@ -370,9 +365,8 @@ def embed_case_photos(
 
 
 def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> dict[str, Any]:

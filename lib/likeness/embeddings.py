@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 
 from likeness import faces, models
 from likeness.case import population_photos
+from likeness.files import atomic_path, sha256_file
 
 # Part of every cache key: bump it when detection, cropping or embedding changes.
 PHOTO_CACHE_VERSION = 2
@@ -52,15 +52,6 @@ PHOTO_COLUMNS = [
 # the largest face covering at least twice the area of the next one; for population photos
 # (LFW centres its subject), the face nearest the image centre.
 DOMINANT_AREA_RATIO = 2.0
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks (footage can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def standardise(crops: np.ndarray) -> torch.Tensor:
@@ -132,11 +123,8 @@ def _detector_key(min_face_size: int) -> str:
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _select_face(boxes: np.ndarray, shape: tuple[int, int], selection: str) -> int | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,10 @@ from PIL import Image
 
 from likeness import footage
 from likeness.case import Case
-from likeness.embeddings import sha256_file
 from likeness.errors import EvidenceError, FootageError
+from likeness.files import sha256_file, write_json_atomic
 
 INTAKE_FILE = "intake.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", "utf-8")
-    os.replace(tmp, path)
 
 
 def _image_info(path: Path) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from likeness.errors import ModelWeightsError
+from likeness.files import copy_atomic, sha256_file, write_bytes_atomic
 
 DEFAULT_MODEL = "facenet-casia-webface"
 FACENET_GRAPH_FILE = "graph_final.pb"
@@ -156,15 +156,6 @@ def weights_path(name: str) -> Path:
     return cache_dir() / "models" / f"{model_spec(name).name}.pt"
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def state_dict_sha256(state_dict: dict) -> str:
     """SHA-256 of a state_dict in a canonical form that does not depend on torch's file format.
 
@@ -193,33 +184,6 @@ def _verify_file(path: Path, expected: str, what: str, remedy: str) -> None:
         raise ModelWeightsError(
             f"{path}: SHA-256 of the {what} is {actual}, expected {expected}. {remedy}"
         )
-
-
-def _write_bytes_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _copy_atomically(source: Path, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with Path(source).open("rb") as src, tmp.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,7 +560,7 @@ def _build_casia(spec: ModelSpec, source: Path | None) -> Path:
             "MODELS['facenet-casia-webface'].sha256 after reviewing the change"
         )
     path = weights_path(spec.name)
-    _write_bytes_atomically(path, data)
+    write_bytes_atomic(path, data)
     return path
 
 
@@ -629,7 +593,7 @@ def _build_vggface2(spec: ModelSpec, source: Path | None) -> Path:
         f"Get the file from {spec.provenance_url} and run `{_build_command(spec.name)}`.",
     )
     path = weights_path(spec.name)
-    _copy_atomically(chosen, path)
+    copy_atomic(chosen, path)
     _verify_file(path, spec.sha256, f"{spec.name} weights", "The copy failed: run it again.")
     return path
 

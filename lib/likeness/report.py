@@ -58,6 +58,7 @@ from likeness import case as case_module
 from likeness.analysis import population_exclude
 from likeness.case import Case, load_case, override_analysis, project_root
 from likeness.errors import LikenessError, ReportError
+from likeness.files import sha256_file, write_json_atomic
 
 # The notebooks, in the order they run. Each has a cell tagged 'parameters'.
 NOTEBOOKS = ("intake", "faces", "similarity_calibration", "recognizability", "expert_report")
@@ -88,7 +89,6 @@ KEY_PACKAGES = (
     "pypdfium2",
 )
 
-_HASH_CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,15 +128,6 @@ def default_run_id(case: Case, now: dt.datetime | None = None) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Hashes, versions, git
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_record(path: Path) -> dict[str, Any]:
@@ -343,13 +334,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", "utf-8")
-    os.replace(tmp, path)
-
-
 def rerun_command(case: Case, out_root: Path, run_id: str, overrides: Mapping[str, Any]) -> str:
     """The shell command that re-runs this report into the same folder."""
     sets = "".join(f" --set {k}={json.dumps(v)}" for k, v in sorted(overrides.items()))
@@ -417,7 +401,7 @@ def build_report(
         tic = time.monotonic()
         inputs = collect_inputs(case, command=rerun_command(case, out_root, run_id, overrides))
         inputs["notebooks"] = notebooks_record(source_dir)
-        _write_json(report_dir / INPUTS_FILE, inputs)
+        write_json_atomic(report_dir / INPUTS_FILE, inputs, sort_keys=False)
         manifest["inputs"] = inputs
         durations["hash_inputs"] = time.monotonic() - tic
 
@@ -486,7 +470,7 @@ def _finish_manifest(
     manifest["duration_s"] = round(time.monotonic() - started, 3)
     manifest["step_durations_s"] = {k: round(v, 3) for k, v in durations.items()}
     manifest["outputs"] = hash_outputs(report_dir)
-    _write_json(report_dir / MANIFEST_FILE, manifest)
+    write_json_atomic(report_dir / MANIFEST_FILE, manifest, sort_keys=False)
 
 
 def hash_outputs(report_dir: Path) -> dict[str, dict[str, Any]]:
