@@ -40,7 +40,7 @@ import likeness
 from likeness import embeddings, faces, footage, models
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
-from likeness.files import atomic_path, copy_atomic, write_json_atomic
+from likeness.files import atomic_path, copy_atomic, write_json_atomic, write_parquet_atomic
 from likeness.intake import ensure_intake
 
 ANALYSIS_FILE = "analysis.json"
@@ -342,7 +342,7 @@ def embed_case_photos(
                 f"{case.case_file}: no usable reference photo of {case.claimant_name}: "
                 + "; ".join(refs["warning"].fillna(""))
             )
-        _write_parquet_atomic(refs, refs_file)
+        write_parquet_atomic(refs, refs_file)
     pop_file = Path(run_dir) / "population.parquet"
     if not pop_file.exists():
         if case.population_root is None:
@@ -361,12 +361,7 @@ def embed_case_photos(
                 f"{case.population_root / identity}: identity has no usable photo; "
                 "left out of the population",
             )
-        _write_parquet_atomic(pop, pop_file)
-
-
-def _write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        write_parquet_atomic(pop, pop_file)
 
 
 def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> dict[str, Any]:

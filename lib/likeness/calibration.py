@@ -49,8 +49,6 @@ to fewer photos than declared).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -65,6 +63,7 @@ from lir.metrics import cllr, cllr_min
 from sklearn.metrics import roc_curve
 
 from likeness import scores as sc
+from likeness.files import write_csv_atomic, write_json_atomic
 
 # Thresholds of the warnings (see the module docstring). 200 same-source scores put the
 # standard error of a 1% error rate near 0.7%; 20 identities keep any one person from
@@ -396,16 +395,6 @@ def calibrate_population(
     return calibrator, summary, all_scores
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON deterministically (sorted keys, fixed indent) and atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def validate_lfw(
     model_name: str | None = None,
     out_dir: Path | str = "validation",
@@ -460,15 +449,16 @@ def validate_lfw(
             out / "score_distributions", title=title,
         )
     scores_csv = out / "validation_scores.csv"
-    all_scores.to_csv(scores_csv, index=False, float_format="%.6f", lineterminator="\n")
+    write_csv_atomic(all_scores, scores_csv)
     files.append(scores_csv)
     summary.update(
-        model=models.model_record(model_name) if hasattr(models, "model_record") else model_name,
+        # The weights' path differs per machine; the hash identifies them.
+        model={k: v for k, v in models.model_record(model_name).items() if k != "weights_path"},
         population_root=str(root),
         max_per_identity=max_per_identity,
         n_photos=len(population),
         n_usable_photos=len(sc.usable_photos(population)),
     )
     summary["files"] = sorted(str(p.relative_to(out)) for p in [*files, out / "validation.json"])
-    write_json(out / "validation.json", summary)
+    write_json_atomic(out / "validation.json", summary)
     return summary

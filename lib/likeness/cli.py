@@ -53,9 +53,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from likeness.calibration import validate_lfw
 
-    metrics = validate_lfw(args.model, Path(args.out), seed=args.seed)
-    for key, value in metrics.items():
+    summary = validate_lfw(args.model, Path(args.out), seed=args.seed)
+    calibrator = summary["calibrator"] or {}
+    for key, value in (summary["validation"] or {}).items():
         print(f"{key}: {value}")
+    for key in ("method", "lower_log10_lr", "upper_log10_lr", "n_same_source",
+                "n_different_source", "n_identities"):
+        print(f"calibrator {key}: {calibrator.get(key)}")
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
+    print(f"figures and validation.json in {args.out}")
     return 0
 
 

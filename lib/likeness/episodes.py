@@ -43,7 +43,6 @@ Definitions (each is a declared choice):
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ from likeness import calibration as cal
 from likeness import scores as sc
 from likeness.case import Case, claimant_identity_names
 from likeness.errors import record_warning
+from likeness.files import write_csv_atomic, write_json_atomic, write_parquet_atomic
 
 EPISODE_COLUMNS = [
     "episode", "n_faces", "n_tracks", "sample_interval_s", "face_seconds", "claimant_seconds",
@@ -67,17 +67,7 @@ TRACK_COLUMNS = [
     "log10_lr", "max_face_log10_lr", "lineup_rank", "lineup_n",
 ]
 TIMELINE_COLUMNS = ["time_s", "track_id", "log10_lr", "score"]
-FLOAT_FORMAT = "%.6f"
 INTERVAL = (2.5, 97.5)
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write a table byte-reproducibly (fixed float format, '\\n' line ends), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
-    os.replace(tmp, path)
 
 
 def _probes(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -350,8 +340,8 @@ def write_episode_results(case: Case, run_dir: Path | str) -> pd.DataFrame:
     )
     for message in summary["warnings"]:
         record_warning(run_dir, "calibration", message)
-    cal.write_json(run_dir / "calibration.json", summary)
-    write_csv(cal_scores, run_dir / "calibration_scores.csv")
+    write_json_atomic(run_dir / "calibration.json", summary)
+    write_csv_atomic(cal_scores, run_dir / "calibration_scores.csv")
 
     probes = _probes(run_dir)
     status_file = run_dir / "episode_status.json"
@@ -389,22 +379,20 @@ def write_episode_results(case: Case, run_dir: Path | str) -> pd.DataFrame:
         track_tables.append(tracks)
         face_tables.append(scored)
         timeline = scored.sort_values(["time_s", "track_id"], kind="stable")[TIMELINE_COLUMNS]
-        write_csv(timeline, run_dir / "timeline" / f"{episode.id}.csv")
+        write_csv_atomic(timeline, run_dir / "timeline" / f"{episode.id}.csv")
 
     episodes = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
     for col in ("n_faces", "n_tracks", "best_track_id", "best_track_lineup_rank", "lineup_n"):
         episodes[col] = episodes[col].astype(np.int64)
-    write_csv(episodes, run_dir / "episodes.csv")
+    write_csv_atomic(episodes, run_dir / "episodes.csv")
     nonempty = [t for t in track_tables if len(t)]
     tracks_all = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(
         columns=TRACK_COLUMNS
     )
-    write_csv(tracks_all, run_dir / "tracks.csv")
+    write_csv_atomic(tracks_all, run_dir / "tracks.csv")
     nonempty = [t for t in face_tables if len(t)] or face_tables[:1]
     faces_all = pd.concat(nonempty, ignore_index=True).sort_values(
         ["episode", "frame_index", "box_x1"], kind="stable", ignore_index=True
     )
-    tmp = run_dir / f".face_scores.parquet.{os.getpid()}.tmp"
-    faces_all.to_parquet(tmp, index=False)
-    os.replace(tmp, run_dir / "face_scores.parquet")
+    write_parquet_atomic(faces_all, run_dir / "face_scores.parquet")
     return episodes

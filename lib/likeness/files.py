@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 HASH_CHUNK = 1 << 20
 
 
@@ -52,7 +54,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any, *, sort_keys: bool = True) -> None:
     """Write JSON (indented, UTF-8, trailing newline) atomically."""
-    text = json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n"
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, ensure_ascii=False, default=str) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text, "utf-8")
 
@@ -60,3 +62,17 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, *, sort_keys: boo
 def copy_atomic(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     with atomic_path(path) as tmp, open(source, "rb") as src, open(tmp, "wb") as dst:
         shutil.copyfileobj(src, dst, HASH_CHUNK)
+
+
+CSV_FLOAT_FORMAT = "%.6f"
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write a result table byte-reproducibly: fixed float format, '\\n' line ends, no index."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n")
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
