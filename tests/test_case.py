@@ -10,7 +10,7 @@ import yaml
 from casedata import ELON_REFERENCE, LFW, SWAP, write_case
 from likeness import case as case_module
 from likeness.analysis import population_exclude
-from likeness.case import load_case, population_photos
+from likeness.case import load_case, override_analysis, population_photos
 from likeness.errors import CaseError
 
 
@@ -128,3 +128,14 @@ def test_population_listing_is_capped_and_sorted():
     counts = listing.groupby("identity").size()
     assert counts.max() == 3 and len(counts) > 100
     assert listing.equals(population_photos(LFW, (), max_per_identity=3))
+
+
+def test_overrides_are_checked_like_case_yaml(case_file):
+    case = load_case(case_file)
+    changed = override_analysis(case, {"sample_fps": 2, "seed": 7})
+    assert (changed.analysis.sample_fps, changed.analysis.seed) == (2.0, 7)
+    assert changed.analysis.model == case.analysis.model and case.analysis.seed != 7
+    with pytest.raises(CaseError, match=r"unknown field 'sample_fsp' \(did you mean"):
+        override_analysis(case, {"sample_fsp": 2})
+    with pytest.raises(CaseError, match=r"overrides\.sample_fps: expected a positive"):
+        override_analysis(case, {"sample_fps": 0})
