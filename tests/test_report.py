@@ -239,4 +239,4 @@ def test_run_id_is_time_and_parameters_hash(small_case):
     assert run_id.endswith(report.parameters_hash(case)[:8])
     other = override_analysis(case, {"seed": 7})
     assert report.parameters_hash(other) != report.parameters_hash(case)
-    # Unknown overrides are refused: see tests/test_case.py::test_overrides_are_checked_like_case_yaml.
+    # Unknown overrides are refused: tests/test_case.py, test_overrides_are_checked_like_case_yaml.
