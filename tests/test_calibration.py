@@ -43,7 +43,8 @@ def test_lfw_validation_meets_the_acceptance_target(validation):
     assert metrics["cllr_min"] <= metrics["cllr"] < 0.2
     assert metrics["n_same_source"] >= cal.MIN_SAME_SOURCE
     assert metrics["n_identities"] >= cal.MIN_IDENTITIES
-    assert summary["warnings"] == [] or all("reference" in w for w in summary["warnings"])
+    # One reference per identity is the protocol's choice here, not a claimant's shortfall.
+    assert summary["warnings"] == []
     for name in ("tippett", "ece", "score_distributions"):
         for suffix in (".png", ".svg"):
             assert (out / f"{name}{suffix}").stat().st_size > 5000

@@ -342,8 +342,12 @@ def calibrate_population(
     *,
     method: str = "logistic",
     different_per_photo: int | None = DIFFERENT_PER_PHOTO,
+    for_claimant: bool = True,
 ) -> tuple[FittedCalibrator | None, dict[str, Any], pd.DataFrame]:
     """Split, score, calibrate on one half and validate on the other.
+
+    ``for_claimant``: ``n_refs`` is the number of a claimant's references (warn when they are
+    few); False when it is a protocol's choice, as in :func:`validate_lfw`.
 
     Returns the fitted calibrator (None when calibration is impossible, e.g. no population),
     a JSON-able summary (``calibrator``: description or None, ``validation``: metrics or None,
@@ -364,7 +368,8 @@ def calibrate_population(
         df.insert(0, "half", half)
         parts.append(df)
     cal_df, val_df = parts
-    warnings = calibration_warnings(int(n_refs), cal_df, val_df)
+    warnings = calibration_warnings(int(n_refs) if for_claimant else MIN_REFERENCES, cal_df,
+                                    val_df)
     calibrator = None
     try:
         calibrator = fit_calibrator(cal_df, method)
@@ -433,7 +438,7 @@ def validate_lfw(
         root, (), model_name=model_name, max_per_identity=max_per_identity, progress=progress
     )
     calibrator, summary, all_scores = calibrate_population(
-        population, n_refs, top_k, seed, method=method
+        population, n_refs, top_k, seed, method=method, for_claimant=False
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
