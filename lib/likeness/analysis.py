@@ -198,8 +198,18 @@ def analyze_episode(
         frames = footage.iter_frames(
             episode.path, params.sample_fps, batch_size=params.detect_batch_size
         )
+        # On a GPU, MTCNN runs on whole batches; on a CPU frame by frame, which is faster there
+        # (1080p: 3.1-3.5 frames/s one by one, 2.7 in batches of 16: the batch's image
+        # pyramids overflow the caches). The faces found are the same either way.
+        per_call = params.detect_batch_size if detector.device.type == "cuda" else 1
         for batch in _prefetch(frames):
-            dets = faces.detect_batch(detector, batch.images, params.min_detection_prob)
+            dets = [
+                det
+                for start in range(0, len(batch.images), per_call)
+                for det in faces.detect_batch(
+                    detector, batch.images[start : start + per_call], params.min_detection_prob
+                )
+            ]
             crops = [
                 faces.crop_faces(img, d.boxes, d.landmarks)
                 for img, d in zip(batch.images, dets, strict=True)
