@@ -55,6 +55,7 @@ from likeness import scores as sc
 from likeness.case import Case, claimant_identity_names
 from likeness.errors import record_warning
 from likeness.files import write_csv_atomic, write_json_atomic, write_parquet_atomic
+from likeness.intake import INTAKE_FILE, load_intake
 
 EPISODE_COLUMNS = [
     "episode", "n_faces", "n_tracks", "sample_interval_s", "face_seconds", "claimant_seconds",
@@ -72,10 +73,9 @@ INTERVAL = (2.5, 97.5)
 
 def _probes(run_dir: Path) -> dict[str, dict[str, Any]]:
     """The probe (frame_rate, duration_s, ...) of each episode from ``intake.json``."""
-    path = Path(run_dir) / "intake.json"
-    if not path.exists():
+    if not (Path(run_dir) / INTAKE_FILE).exists():
         return {}
-    record = json.loads(path.read_text(encoding="utf-8"))
+    record = load_intake(run_dir)
     return {
         str(e["id"]): e["probe"] for e in record.get("evidence", [])
         if e.get("role") == "footage" and isinstance(e.get("probe"), dict)
