@@ -101,9 +101,14 @@ def faces_path(run_dir: Path, episode_id: str) -> Path:
     return Path(run_dir) / FACES_DIR / f"{episode_id}.parquet"
 
 
-def read_faces(run_dir: Path, episode_id: str) -> pd.DataFrame:
-    """The faces table of one episode (raises FileNotFoundError when it was not made)."""
-    return pq.read_table(faces_path(run_dir, episode_id)).to_pandas()
+def read_faces(run_dir: Path, episode_id: str, *, embeddings: bool = True) -> pd.DataFrame:
+    """The faces table of one episode (raises FileNotFoundError when it was not made).
+
+    ``embeddings=False`` leaves out the 512-d vectors, for tables and figures that do not need
+    them (they are most of the file).
+    """
+    columns = None if embeddings else [c for c in FACE_SCHEMA.names if c != "embedding"]
+    return pq.read_table(faces_path(run_dir, episode_id), columns=columns).to_pandas()
 
 
 def _prefetch(items: Iterator, depth: int = 2) -> Iterator:

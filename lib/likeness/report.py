@@ -53,11 +53,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from likeness import analysis
 from likeness import case as case_module
 from likeness.analysis import package_versions, population_exclude
 from likeness.case import Case, load_case, override_analysis, project_root
 from likeness.errors import LikenessError, ReportError
 from likeness.files import sha256_file, write_json_atomic
+from likeness.intake import load_intake
 
 # The notebooks, in the order they run. Each has a cell tagged 'parameters'.
 NOTEBOOKS = ("intake", "faces", "similarity_calibration", "recognizability", "expert_report")
@@ -133,11 +135,9 @@ def environment_record() -> dict[str, Any]:
     """Python, platform, key package versions and the lock file's hash."""
     lock = project_root() / "requirements.lock"
     return {
-        "python": sys.version.split()[0],
+        **analysis.software_versions(),
         "python_executable": sys.executable,
-        "platform": platform.platform(),
         "machine": platform.machine(),
-        "packages": package_versions(),
         "requirements_lock_sha256": sha256_file(lock) if lock.is_file() else None,
     }
 
@@ -1037,7 +1037,7 @@ def parameters_table(case: Case) -> pd.DataFrame:
 
 def intake_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The run folder's ``intake.json`` (evidence hashes and video probes)."""
-    return _read_json(Path(run_dir) / "intake.json")
+    return load_intake(Path(run_dir))
 
 
 def evidence_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
@@ -1122,13 +1122,13 @@ def warnings_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
 
 def read_faces(run_dir: str | os.PathLike[str], episode: str) -> pd.DataFrame:
     """The faces table of one episode (without the embeddings)."""
-    path = Path(run_dir) / "faces" / f"{episode}.parquet"
-    if not path.is_file():
-        raise ReportError(f"{path} does not exist: the episode was not analysed")
-    import pyarrow.parquet as pq
-
-    columns = [c for c in pq.read_schema(path).names if c != "embedding"]
-    return pd.read_parquet(path, columns=columns)
+    try:
+        return analysis.read_faces(Path(run_dir), episode, embeddings=False)
+    except FileNotFoundError as exc:
+        raise ReportError(
+            f"{analysis.faces_path(Path(run_dir), episode)} does not exist: "
+            "the episode was not analysed"
+        ) from exc
 
 
 def faces_summary_table(case: Case, run_dir: str | os.PathLike[str]) -> pd.DataFrame:
@@ -1145,7 +1145,7 @@ def faces_summary_table(case: Case, run_dir: str | os.PathLike[str]) -> pd.DataF
             "faces": int(status.get("n_faces", 0)),
             "status": status.get("status", "not analysed"),
         }
-        faces_file = run_dir / "faces" / f"{episode.id}.parquet"
+        faces_file = analysis.faces_path(Path(run_dir), episode.id)
         if faces_file.is_file():
             f = read_faces(run_dir, episode.id)
             row.update({
