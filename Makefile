@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # The stamp depends on the lock and the project metadata: a second set-up is a no-op.
 STAMP  := $(VENV)/.likeness-installed
 
-.PHONY: setup weights demo test bench lock clean-venv
+.PHONY: setup system weights demo test bench lock clean-venv
 
 setup: $(STAMP)
 
@@ -24,10 +24,21 @@ weights: setup
 	$(VENV)/bin/likeness models --build >/dev/null
 	@echo "model weights verified"
 
-demo: weights
+# System packages from Debian: Chromium for the survey's real-browser tests (Playwright cannot
+# download its own browsers here) and HarfBuzz's subsetter for WeasyPrint's PDF fonts. As root
+# they are installed when missing; otherwise the command to run is printed.
+SYSTEM_PACKAGES := chromium libharfbuzz-subset0 fonts-dejavu-core
+system:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; fi; \
+	fi
+
+demo: weights system
 	$(VENV)/bin/likeness report data/cases/demo-series/case.yaml --out reports/
 
-test: weights
+test: weights system
 	$(VENV)/bin/ruff check lib tests benchmarks
 	$(PY) -m pytest
 
