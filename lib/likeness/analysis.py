@@ -39,7 +39,13 @@ from tqdm.auto import tqdm
 from likeness import embeddings, faces, footage, models
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
-from likeness.files import atomic_path, copy_atomic, write_json_atomic, write_parquet_atomic
+from likeness.files import (
+    atomic_path,
+    copy_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from likeness.intake import ensure_intake
 
 ANALYSIS_FILE = "analysis.json"
@@ -354,6 +360,18 @@ def embed_case_photos(
                 + "; ".join(refs["warning"].fillna(""))
             )
         write_parquet_atomic(refs, refs_file)
+    perf_file = Path(run_dir) / "performers.parquet"
+    if case.performers and not perf_file.exists():
+        parts = []
+        for performer in case.performers:
+            photos = embeddings.embed_photos(
+                performer.reference_paths, selection="dominant", **common
+            )
+            for warning in photos.loc[photos["warning"].fillna("") != "", "warning"]:
+                record_warning(run_dir, f"performer {performer.name}", warning)
+            photos.insert(0, "identity", performer.name)
+            parts.append(photos)
+        write_parquet_atomic(pd.concat(parts, ignore_index=True), perf_file)
     pop_file = Path(run_dir) / "population.parquet"
     if not pop_file.exists():
         if case.population_root is None:
@@ -417,7 +435,56 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
 
     embed_case_photos(case, run_dir, model, detector, progress=progress)
 
+    # Other models first: the sensitivity table of the primary's results reads them.
+    others = compare_models(case, run_dir, progress=progress)
+
     from likeness import episodes as episode_results  # issue 3's results
 
     episode_results.write_episode_results(case, run_dir)
+    if others:
+        write_model_comparison(run_dir, case.analysis.model, others)
     return statuses
+
+
+def compare_models(
+    case: Case, run_dir: Path, *, progress: bool = True
+) -> dict[str, pd.DataFrame]:
+    """Run the case again with each model of ``compare_models`` into ``models/<name>/`` (a
+    complete, independent analysis: its own faces, calibration and results); returns each
+    model's episodes table."""
+    from likeness.case import override_analysis
+
+    params = case.analysis
+    tables: dict[str, pd.DataFrame] = {}
+    for name in params.compare_models:
+        other = override_analysis(case, {"model": name, "compare_models": [],
+                                         "sensitivity": False})
+        sub = Path(run_dir) / "models" / name
+        analyze_case(other, sub, progress=progress)
+        tables[name] = pd.read_csv(sub / "episodes.csv")
+    return tables
+
+
+def write_model_comparison(run_dir: Path, primary: str, others: dict[str, pd.DataFrame]) -> None:
+    """``models.csv``: per episode and model, the strongest log10 LR,
+    its interval, and whether the model's evidence points the same way as the primary's
+    (both above 0, both at or below 0)."""
+    main = Path(run_dir) / "episodes.csv"
+    rows = []
+    tables = dict(others)
+    if main.exists():
+        tables = {primary: pd.read_csv(main), **tables}
+    for name, table in tables.items():
+        for r in table.itertuples():
+            rows.append({"model": name, "episode": r.episode, "max_log10_lr": r.max_log10_lr,
+                         "max_log10_lr_lo": r.max_log10_lr_lo,
+                         "max_log10_lr_hi": r.max_log10_lr_hi})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return
+    ref = out[out["model"] == primary].set_index("episode")["max_log10_lr"]
+    out["agrees_with_primary"] = [
+        bool((v > 0) == (ref.get(e, np.nan) > 0)) if e in ref.index else False
+        for e, v in zip(out["episode"], out["max_log10_lr"], strict=True)
+    ]
+    write_csv_atomic(out, Path(run_dir) / "models.csv")

@@ -50,20 +50,18 @@ from __future__ import annotations
 
 import dataclasses
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from lir.algorithms.bayeserror import ELUBBounder
+from lir.algorithms.isotonic_regression import IsotonicCalibrator
 from lir.algorithms.kde import KDECalibrator
 from lir.algorithms.logistic_regression import LogitCalibrator
 from lir.data.models import LLRData
-from lir.metrics import cllr, cllr_min
-from sklearn.metrics import roc_curve
 
+from likeness import cohort as coh
 from likeness import scores as sc
-from likeness.files import write_csv_atomic, write_json_atomic
 
 # Thresholds of the warnings (see the module docstring). 200 same-source scores put the
 # standard error of a 1% error rate near 0.7%; 20 identities keep any one person from
@@ -72,8 +70,13 @@ MIN_SAME_SOURCE = 200
 MIN_IDENTITIES = 20
 MIN_REFERENCES = 3
 DIFFERENT_PER_PHOTO = 8
-METHODS = ("logistic", "kde")
-SCORE_COLUMNS = ["score", "same_source", "identity", "reference_identity", "path"]
+METHODS = ("logistic", "kde", "isotonic")
+CALIBRATOR_CLASSES = {
+    "logistic": "lir.algorithms.logistic_regression.LogitCalibrator",
+    "kde": "lir.algorithms.kde.KDECalibrator",
+    "isotonic": "lir.algorithms.isotonic_regression.IsotonicCalibrator",
+}
+SCORE_COLUMNS = ["score", "raw_score", "same_source", "identity", "reference_identity", "path"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +113,13 @@ def calibration_scores(
     seed: int,
     *,
     different_per_photo: int | None = DIFFERENT_PER_PHOTO,
+    cohort: coh.Cohort | None = None,
 ) -> pd.DataFrame:
     """Same-source and different-source scores of a population under the case's scoring rule.
+
+    With a ``cohort`` (identity-disjoint from ``population``), ``score`` is the AS-norm score
+    (:mod:`likeness.cohort`) and ``raw_score`` the set score it normalises; without, both are
+    the raw set score.
 
     ``population``: an ``embed_population`` table (identity, path, status, embedding). Only
     usable photos count. An identity with at least ``n_refs`` photos gets a reference set of
@@ -136,11 +144,10 @@ def calibration_scores(
     questioned = photos.loc[~is_reference].reset_index(drop=True)
     if references.empty or questioned.empty:
         return pd.DataFrame({c: [] for c in SCORE_COLUMNS}).astype(
-            {"score": float, "same_source": bool}
+            {"score": float, "raw_score": float, "same_source": bool}
         )
-    matrix, ref_ids = sc.identity_score_matrix(
-        sc.embedding_matrix(questioned["embedding"]), references, top_k
-    )
+    questioned_emb = sc.embedding_matrix(questioned["embedding"])
+    matrix, ref_ids = sc.identity_score_matrix(questioned_emb, references, top_k)
     ref_ids_arr = np.asarray(ref_ids, dtype=object)
     rows_q: list[np.ndarray] = []
     rows_r: list[np.ndarray] = []
@@ -155,8 +162,15 @@ def calibration_scores(
         rows_r.append(cols)
     q = np.concatenate(rows_q)
     r = np.concatenate(rows_r)
+    raw = matrix[q, r]
+    normalised = raw
+    if cohort is not None:
+        mu_t, sd_t = coh.test_side(cohort, questioned_emb)
+        _, mu_e, sd_e = coh.enrolment_side(cohort, references)
+        normalised = coh.as_norm(raw, (mu_t[q], sd_t[q]), (mu_e[r], sd_e[r]))
     out = pd.DataFrame({
-        "score": matrix[q, r],
+        "score": normalised,
+        "raw_score": raw,
         "same_source": questioned["identity"].to_numpy()[q] == ref_ids_arr[r],
         "identity": questioned["identity"].to_numpy()[q],
         "reference_identity": ref_ids_arr[r],
@@ -171,11 +185,31 @@ def _labels(scores_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def fit_calibrator(scores_df: pd.DataFrame, method: str = "logistic") -> FittedCalibrator:
-    """Fit lir's calibrator (``method``: 'logistic' or 'kde') and its ELUB bounds to scores.
+def _new_calibrator(method: str) -> Any:
+    if method == "logistic":
+        # C=inf: plain maximum likelihood. lir's default (sklearn's C=1) shrinks the slope,
+        # by an amount that depends on the number of scores, not on the evidence.
+        return LogitCalibrator(C=np.inf, max_iter=1000)
+    if method == "kde":
+        return KDECalibrator(bandwidth="silverman")
+    if method == "isotonic":
+        # PAV with one misleading score added at each end (lir's guard against infinite LRs
+        # where the data are all of one class); ELUB bounds it further.
+        return IsotonicCalibrator(add_misleading=1)
+    raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(METHODS)}")
 
-    ``scores_df`` is :func:`calibration_scores` output. Raises ValueError when there are no
-    same-source or no different-source scores (nothing to calibrate on).
+
+def fit_calibrator(
+    scores_df: pd.DataFrame,
+    method: str = "logistic",
+    *,
+    bounds: tuple[float, float] | None = None,
+) -> FittedCalibrator:
+    """Fit lir's calibrator (``method`` in METHODS) and its ELUB bounds to scores.
+
+    ``scores_df`` is :func:`calibration_scores` output. ``bounds`` reuses given ELUB bounds
+    instead of computing them (the bootstrap replicates keep the bounds of the full fit).
+    Raises ValueError when there are no same-source or no different-source scores.
     """
     x, y = _labels(scores_df)
     n_same = int(y.sum())
@@ -185,23 +219,18 @@ def fit_calibrator(scores_df: pd.DataFrame, method: str = "logistic") -> FittedC
             f"cannot calibrate: {n_same} same-source and {n_diff} different-source scores; "
             "the population needs identities with at least n_refs + 1 usable photos"
         )
-    if method == "logistic":
-        # C=inf: plain maximum likelihood. lir's default (sklearn's C=1) shrinks the slope,
-        # by an amount that depends on the number of scores, not on the evidence.
-        calibrator = LogitCalibrator(C=np.inf, max_iter=1000)
-    elif method == "kde":
-        calibrator = KDECalibrator(bandwidth="silverman")
-    else:
-        raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(METHODS)}")
+    calibrator = _new_calibrator(method)
     calibrator.fit(x, y)
-    raw = np.asarray(calibrator.transform(x), dtype=np.float64).reshape(-1)
-    # elub() overwrites extreme values of its input in place: give it a copy.
-    bounder = ELUBBounder().fit(LLRData(features=raw.copy(), labels=y))
+    if bounds is None:
+        raw = np.asarray(calibrator.transform(x), dtype=np.float64).reshape(-1)
+        # elub() overwrites extreme values of its input in place: give it a copy.
+        bounder = ELUBBounder().fit(LLRData(features=raw.copy(), labels=y))
+        bounds = (float(bounder.lower_llr_bound), float(bounder.upper_llr_bound))
     return FittedCalibrator(
         method=method,
         calibrator=calibrator,
-        lower_log10_lr=float(bounder.lower_llr_bound),
-        upper_log10_lr=float(bounder.upper_llr_bound),
+        lower_log10_lr=float(bounds[0]),
+        upper_log10_lr=float(bounds[1]),
         n_same_source=n_same,
         n_different_source=n_diff,
         n_identities=int(scores_df["identity"].nunique()),
@@ -216,8 +245,8 @@ def log10_lr(calibrator: FittedCalibrator | None, scores: np.ndarray | pd.Series
     if calibrator is None or not ok.any():
         return out
     raw = np.asarray(calibrator.calibrator.transform(x[ok]), dtype=np.float64).reshape(-1)
-    bounder = ELUBBounder(calibrator.lower_log10_lr, calibrator.upper_log10_lr)
-    out[ok] = bounder.transform(LLRData(features=raw)).llrs
+    out[ok] = np.clip(np.nan_to_num(raw, nan=0.0, posinf=np.inf, neginf=-np.inf),
+                      calibrator.lower_log10_lr, calibrator.upper_log10_lr)
     return out
 
 
@@ -238,10 +267,12 @@ def describe_calibrator(calibrator: FittedCalibrator) -> dict[str, Any]:
             "bandwidth_different_source": float(c._kde0.bandwidth),
             "bandwidth_same_source": float(c._kde1.bandwidth),
         }
+    elif calibrator.method == "isotonic":
+        params = {"algorithm": "pool adjacent violators", "add_misleading": 1,
+                  "class_weight": "balanced"}
     return {
         "library": f"lir {version('lir')}",
-        "calibrator": {"logistic": "lir.algorithms.logistic_regression.LogitCalibrator",
-                       "kde": "lir.algorithms.kde.KDECalibrator"}[calibrator.method],
+        "calibrator": CALIBRATOR_CLASSES[calibrator.method],
         "method": calibrator.method,
         "parameters": params,
         "bounder": "lir.algorithms.bayeserror.ELUBBounder (Vergeer et al. 2016)",
@@ -253,55 +284,32 @@ def describe_calibrator(calibrator: FittedCalibrator) -> dict[str, Any]:
     }
 
 
-def equal_error_rate(scores: np.ndarray, same_source: np.ndarray) -> float:
-    """Equal error rate of a score: where false acceptance and false rejection rates meet.
+def bootstrap_calibrators(
+    scores_df: pd.DataFrame, fitted: FittedCalibrator, n_samples: int, seed: int
+) -> list[FittedCalibrator]:
+    """Refits of ``fitted``'s method on calibration data resampled by identity.
 
-    Computed from the ROC curve (sklearn) with linear interpolation between the two ROC
-    points around the crossing of FPR and FNR.
+    The identities of the questioned photos are drawn with replacement (a cluster bootstrap:
+    the scores of one person are not independent), every score of a drawn identity comes
+    along, and the calibrator is refitted; the ELUB bounds of the full fit are kept (the
+    bounds are a property of the amount of data, which the resample keeps). The replicates
+    carry the calibration's uncertainty into the intervals of :mod:`likeness.episodes`.
     """
-    fpr, tpr, _ = roc_curve(np.asarray(same_source, dtype=int), np.asarray(scores, float))
-    fnr = 1.0 - tpr
-    diff = fnr - fpr  # decreasing from 1 to -1 along the curve
-    i = int(np.argmax(diff <= 0))
-    if i == 0:
-        return float(fpr[0])
-    d0, d1 = diff[i - 1], diff[i]
-    t = d0 / (d0 - d1) if d0 != d1 else 0.0
-    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
-
-
-def validate(calibrator: FittedCalibrator, scores_df: pd.DataFrame) -> dict[str, Any]:
-    """Performance of a calibrator on validation scores (identity-disjoint from its data).
-
-    Returns: ``n_same_source``, ``n_different_source``, ``n_identities``, ``eer`` (of the
-    scores: discrimination, independent of calibration), ``cllr`` (of the bounded LRs:
-    discrimination and calibration, 0 perfect, 1 = an uninformative system), ``cllr_min``
-    (after PAV, the discrimination part), ``cllr_cal`` (their difference, the calibration
-    loss), the rates of misleading evidence (same-source scores with LR < 1,
-    different-source scores with LR > 1), the share of LRs at either bound, and the range of
-    the LRs.
-    """
-    x, y = _labels(scores_df)
-    llrs = log10_lr(calibrator, x)
-    data = LLRData(features=llrs, labels=y)
-    c, cmin = cllr(data), cllr_min(data)
-    at_bound = np.isclose(llrs, calibrator.upper_log10_lr) | np.isclose(
-        llrs, calibrator.lower_log10_lr
-    )
-    return {
-        "n_same_source": int(y.sum()),
-        "n_different_source": int(len(y) - y.sum()),
-        "n_identities": int(scores_df["identity"].nunique()),
-        "eer": round(equal_error_rate(x, y), 6),
-        "cllr": round(float(c), 6),
-        "cllr_min": round(float(cmin), 6),
-        "cllr_cal": round(float(c - cmin), 6),
-        "misleading_same_source": round(float(np.mean(llrs[y == 1] < 0)), 6),
-        "misleading_different_source": round(float(np.mean(llrs[y == 0] > 0)), 6),
-        "share_at_bounds": round(float(np.mean(at_bound)), 6),
-        "min_log10_lr": round(float(np.min(llrs)), 6),
-        "max_log10_lr": round(float(np.max(llrs)), 6),
-    }
+    if n_samples <= 0:
+        return []
+    rng = np.random.default_rng([int(seed), 7])
+    groups = scores_df.groupby("identity", sort=True).indices
+    names = list(groups)
+    out: list[FittedCalibrator] = []
+    while len(out) < n_samples:
+        drawn = rng.integers(0, len(names), size=len(names))
+        rows = np.concatenate([groups[names[i]] for i in drawn])
+        sample = scores_df.iloc[rows]
+        if sample["same_source"].all() or not sample["same_source"].any():
+            continue
+        out.append(fit_calibrator(sample, fitted.method,
+                                  bounds=(fitted.lower_log10_lr, fitted.upper_log10_lr)))
+    return out
 
 
 def calibration_warnings(
@@ -332,138 +340,3 @@ def calibration_warnings(
                 "calibration may reflect a few people; use a larger population"
             )
     return out
-
-
-def calibrate_population(
-    population: pd.DataFrame,
-    n_refs: int,
-    top_k: int,
-    seed: int,
-    *,
-    method: str = "logistic",
-    different_per_photo: int | None = DIFFERENT_PER_PHOTO,
-    for_claimant: bool = True,
-) -> tuple[FittedCalibrator | None, dict[str, Any], pd.DataFrame]:
-    """Split, score, calibrate on one half and validate on the other.
-
-    ``for_claimant``: ``n_refs`` is the number of a claimant's references (warn when they are
-    few); False when it is a protocol's choice, as in :func:`validate_lfw`.
-
-    Returns the fitted calibrator (None when calibration is impossible, e.g. no population),
-    a JSON-able summary (``calibrator``: description or None, ``validation``: metrics or None,
-    ``split``: identities of each half, ``warnings``: list of str, the parameters), and all
-    scores with a ``half`` column ('calibration'/'validation') and their ``log10_lr``.
-    """
-    usable = sc.usable_photos(population)
-    cal_ids, val_ids = split_identities(usable["identity"].tolist(), seed)
-    # With no usable reference the case has no scores; the population is still calibrated
-    # for one reference so that the summary shows what the population could support.
-    n_refs_cal = max(int(n_refs), 1)
-    parts = []
-    for half, names in (("calibration", cal_ids), ("validation", val_ids)):
-        df = calibration_scores(
-            usable[usable["identity"].isin(names)], n_refs_cal, top_k, seed,
-            different_per_photo=different_per_photo,
-        )
-        df.insert(0, "half", half)
-        parts.append(df)
-    cal_df, val_df = parts
-    warnings = calibration_warnings(int(n_refs) if for_claimant else MIN_REFERENCES, cal_df,
-                                    val_df)
-    calibrator = None
-    try:
-        calibrator = fit_calibrator(cal_df, method)
-    except ValueError as exc:
-        warnings.append(f"no likelihood ratios: {exc}")
-    validation = None
-    if calibrator is not None and val_df["same_source"].any() and (~val_df["same_source"]).any():
-        validation = validate(calibrator, val_df)
-    elif calibrator is not None:
-        warnings.append("validation half has no same-source or no different-source scores")
-    all_scores = pd.concat(parts, ignore_index=True)
-    all_scores["log10_lr"] = log10_lr(calibrator, all_scores["score"])
-    summary = {
-        "propositions": {
-            "H1": "the questioned face is rendered to be recognizable as the claimant",
-            "H2": "the questioned face depicts another person of the relevant population",
-        },
-        "score_rule": {"similarity": "cosine of L2-normalised embeddings",
-                       "set_score": f"mean of the top-{int(top_k)} similarities",
-                       "n_refs": n_refs_cal, "top_k": int(top_k)},
-        "seed": int(seed),
-        "different_per_photo": different_per_photo,
-        "split": {"calibration": cal_ids, "validation": val_ids},
-        "calibrator": describe_calibrator(calibrator) if calibrator else None,
-        "validation": validation,
-        "warnings": warnings,
-    }
-    return calibrator, summary, all_scores
-
-
-def validate_lfw(
-    model_name: str | None = None,
-    out_dir: Path | str = "validation",
-    *,
-    seed: int | None = None,
-    n_refs: int = 1,
-    top_k: int | None = None,
-    method: str = "logistic",
-    max_per_identity: int | None = None,
-    population_root: Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Validate the LR method on LFW: what ``likeness validate`` runs.
-
-    Embeds LFW (``testdata_root()/lfw/images_deepfunneled`` unless ``population_root`` is
-    given; cached by the embeddings module), calibrates on one identity half and validates
-    on the other, and writes into ``out_dir``: ``validation.json`` (calibrator, metrics,
-    warnings), ``validation_scores.csv`` and the Tippett, ECE and score-distribution plots
-    (PNG and SVG). ``n_refs=1`` mirrors LFW's own one-photo-against-one-photo protocol;
-    ``max_per_identity`` and ``top_k`` default to the case defaults, so the photos (and their
-    cached embeddings) are the ones a default case's population uses. Returns the summary
-    with the paths written under ``files``.
-    """
-    from likeness import embeddings, figures, models
-    from likeness.case import ANALYSIS_DEFAULTS, testdata_root
-
-    model_name = model_name or models.DEFAULT_MODEL
-    seed = int(ANALYSIS_DEFAULTS["seed"] if seed is None else seed)
-    top_k = int(ANALYSIS_DEFAULTS["top_k"] if top_k is None else top_k)
-    if max_per_identity is None:
-        max_per_identity = int(ANALYSIS_DEFAULTS["max_photos_per_identity"])
-    root = Path(population_root) if population_root else (
-        testdata_root() / "lfw" / "images_deepfunneled"
-    )
-    population = embeddings.embed_population(
-        root, (), model_name=model_name, max_per_identity=max_per_identity, progress=progress
-    )
-    calibrator, summary, all_scores = calibrate_population(
-        population, n_refs, top_k, seed, method=method, for_claimant=False
-    )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    val = all_scores[all_scores["half"] == "validation"]
-    files: list[Path] = []
-    if calibrator is not None and summary["validation"] is not None:
-        title = f"LFW validation half, {model_name}"
-        files += figures.tippett_plot(val, out / "tippett", title=title)
-        files += figures.ece_plot(val, out / "ece", title=title)
-        files += figures.score_distributions(
-            {"same source (validation)": val.loc[val["same_source"], "score"],
-             "different source (validation)": val.loc[~val["same_source"], "score"]},
-            out / "score_distributions", title=title,
-        )
-    scores_csv = out / "validation_scores.csv"
-    write_csv_atomic(all_scores, scores_csv)
-    files.append(scores_csv)
-    summary.update(
-        # The weights' path differs per machine; the hash identifies them.
-        model={k: v for k, v in models.model_record(model_name).items() if k != "weights_path"},
-        population_root=str(root),
-        max_per_identity=max_per_identity,
-        n_photos=len(population),
-        n_usable_photos=len(sc.usable_photos(population)),
-    )
-    summary["files"] = sorted(str(p.relative_to(out)) for p in [*files, out / "validation.json"])
-    write_json_atomic(out / "validation.json", summary)
-    return summary

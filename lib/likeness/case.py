@@ -65,10 +65,30 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "seed": 20260325,
     # At most this many photos per population identity (keeps the lineup balanced).
     "max_photos_per_identity": 20,
+    # Scores are AS-norm normalised against a population cohort before calibration (see
+    # likeness.cohort: raw similarity moves with the domain, e.g. live face-swaps in video;
+    # its place among the population moves much less). 'none' calibrates raw scores.
+    "normalisation": "as-norm",
+    # 'auto': the calibrator chosen by validation (likeness.validation.CHOICE_RULE); or a
+    # named method (logistic, kde, isotonic).
+    "calibration_method": "auto",
+    # Refits of the calibrator on population identities drawn with replacement: the
+    # intervals then include the calibration's uncertainty, not only the faces' sampling.
+    "calibration_bootstrap_samples": 200,
+    # Further recognition models to run on the case for comparison (e.g. [dlib-resnet-v1]);
+    # the first model ('model') gives the reported LRs.
+    "compare_models": [],
+    # The sensitivity table (leave one reference out, calibrator, population half, models).
+    "sensitivity": True,
 }
+NORMALISATIONS = ("as-norm", "none")
+CALIBRATION_METHODS = ("auto", "logistic", "kde", "isotonic")
 
 REQUIRED_FIELDS = ("case_id", "claimant", "footage")
-KNOWN_FIELDS = ("case_id", "title", "claimant", "footage", "population", "analysis")
+KNOWN_FIELDS = (
+    "case_id", "title", "claimant", "footage", "population", "analysis", "performers",
+)
+PERFORMER_FIELDS = ("name", "references")
 CLAIMANT_FIELDS = ("name", "references")
 EPISODE_FIELDS = ("id", "path")
 POPULATION_FIELDS = ("path", "exclude")
@@ -80,6 +100,14 @@ class Episode:
 
     id: str
     path: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Performer:
+    """The original performer of a swapped role, with reference stills of their own face."""
+
+    name: str
+    reference_paths: tuple[Path, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +126,11 @@ class AnalysisParams:
     bootstrap_samples: int
     seed: int
     max_photos_per_identity: int
+    normalisation: str
+    calibration_method: str
+    calibration_bootstrap_samples: int
+    compare_models: tuple[str, ...]
+    sensitivity: bool
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,6 +149,10 @@ class Case:
     population_root: Path | None
     population_exclude: tuple[str, ...]
     analysis: AnalysisParams
+    # Optional: the original performers of swapped roles (compared with every track, so the
+    # report can show a face was replaced: low similarity to the performer, high to the
+    # claimant).
+    performers: tuple[Performer, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -125,6 +162,8 @@ class Case:
         """(role, id, path) of every evidence file: the footage, then the references."""
         rows = [("footage", ep.id, ep.path) for ep in self.episodes]
         rows += [("reference", p.name, p) for p in self.reference_paths]
+        rows += [("performer", f"{perf.name}: {p.name}", p)
+                 for perf in self.performers for p in perf.reference_paths]
         return rows
 
 
@@ -190,6 +229,33 @@ def _image_files(path: Path, where: str) -> list[Path]:
     raise CaseError(f"{where}: {path} does not exist")
 
 
+def _reference_files(refs: Any, base: Path, where: str) -> list[Path]:
+    """The photo files of a ``references`` list of files and folders."""
+    refs = [refs] if isinstance(refs, str) else refs
+    if not isinstance(refs, list):
+        raise CaseError(f"{where}.references: expected a list of files and folders")
+    files: list[Path] = []
+    for i, ref in enumerate(refs):
+        ref_where = f"{where}.references[{i}]"
+        files += _image_files(expand_path(ref, base, where=ref_where), ref_where)
+    return files
+
+
+def _performers(raw: Any, base: Path, where: str) -> tuple[Performer, ...]:
+    """The optional ``performers`` list: ``- {name: ..., references: [...]}``."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise CaseError(f"{where}: performers: expected a list of {{name, references}}")
+    out: list[Performer] = []
+    for i, item in enumerate(raw):
+        p_where = f"{where}: performers[{i}]"
+        item = _check_fields(item, p_where, PERFORMER_FIELDS, PERFORMER_FIELDS)
+        out.append(Performer(str(item["name"]),
+                             tuple(_reference_files(item["references"], base, p_where))))
+    return tuple(out)
+
+
 def analysis_params(raw: Any, where: str) -> AnalysisParams:
     """Validate an ``analysis`` mapping (defaults filled in); ``where`` prefixes errors."""
     raw = {} if raw is None else raw
@@ -238,7 +304,31 @@ def analysis_params(raw: Any, where: str) -> AnalysisParams:
         )
     if values["device"] not in ("auto", "cpu") and not values["device"].startswith("cuda"):
         raise CaseError(f"{where}.device: expected 'auto', 'cpu' or 'cuda[:N]'")
+    _evidence_params(values, where, MODELS)
     return AnalysisParams(**values)
+
+
+def _evidence_params(values: dict[str, Any], where: str, models: Any) -> None:
+    """Check (in place) the parameters of the evidence model: normalisation, calibrator,
+    calibration bootstrap, the models compared and the sensitivity switch."""
+    for key, allowed in (("normalisation", NORMALISATIONS),
+                         ("calibration_method", CALIBRATION_METHODS)):
+        if values[key] not in allowed:
+            raise CaseError(f"{where}.{key}: expected one of {', '.join(allowed)}, "
+                            f"got {values[key]!r}")
+    n = values["calibration_bootstrap_samples"]
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 10_000:
+        raise CaseError(f"{where}.calibration_bootstrap_samples: expected an integer in "
+                        f"[0, 10000], got {n!r}")
+    compare = values["compare_models"] or []
+    if isinstance(compare, str):
+        compare = [compare]
+    if not isinstance(compare, list | tuple) or any(m not in models for m in compare):
+        raise CaseError(f"{where}.compare_models: expected a list of model names from "
+                        f"{', '.join(models)}, got {values['compare_models']!r}")
+    values["compare_models"] = tuple(m for m in compare if m != values["model"])
+    if not isinstance(values["sensitivity"], bool):
+        raise CaseError(f"{where}.sensitivity: expected true or false")
 
 
 def load_case(path: str | os.PathLike[str]) -> Case:
@@ -263,14 +353,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
     claimant = _check_fields(
         raw["claimant"], f"{where}: claimant", CLAIMANT_FIELDS, CLAIMANT_FIELDS
     )
-    refs = claimant["references"]
-    refs = [refs] if isinstance(refs, str) else refs
-    if not isinstance(refs, list):
-        raise CaseError(f"{where}: claimant.references: expected a list of files and folders")
-    reference_paths: list[Path] = []
-    for i, ref in enumerate(refs):
-        ref_where = f"{where}: claimant.references[{i}]"
-        reference_paths += _image_files(expand_path(ref, base, where=ref_where), ref_where)
+    reference_paths = _reference_files(claimant["references"], base, f"{where}: claimant")
 
     footage = raw["footage"]
     if not isinstance(footage, list):
@@ -312,6 +395,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
         population_root=population_root,
         population_exclude=exclude,
         analysis=analysis_params(raw.get("analysis"), f"{where}: analysis"),
+        performers=_performers(raw.get("performers"), base, where),
     )
 
 
