@@ -51,18 +51,33 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from likeness.calibration import validate_lfw
+    from likeness.protocols import validate_lfw
+    from likeness.validation import LFW_REFERENCE_COUNTS
 
-    summary = validate_lfw(args.model, Path(args.out), seed=args.seed)
-    calibrator = summary["calibrator"] or {}
-    for key, value in (summary["validation"] or {}).items():
-        print(f"{key}: {value}")
-    for key in ("method", "lower_log10_lr", "upper_log10_lr", "n_same_source",
-                "n_different_source", "n_identities"):
-        print(f"calibrator {key}: {calibrator.get(key)}")
-    for warning in summary["warnings"]:
-        print(f"warning: {warning}")
-    print(f"figures and validation.json in {args.out}")
+    counts = [args.refs] if args.refs else list(LFW_REFERENCE_COUNTS)
+    for n_refs in counts:
+        out = Path(args.out) / f"refs-{n_refs}"
+        summary = validate_lfw(args.model, out, seed=args.seed, n_refs=n_refs)
+        calibrator = summary["calibrator"] or {}
+        default = " (the default protocol)" if n_refs == LFW_REFERENCE_COUNTS[0] else ""
+        print(f"LFW, identity-disjoint halves, {n_refs} reference photo(s){default}:")
+        for key, value in (summary["validation"] or {}).items():
+            print(f"  {key}: {value}")
+        for key in ("method", "lower_log10_lr", "upper_log10_lr", "n_same_source",
+                    "n_different_source", "n_identities"):
+            print(f"  calibrator {key}: {calibrator.get(key)}")
+        for row in summary["comparison"]:
+            print(f"  compared {row['method']:9s} cllr {row['cllr']:.4f} "
+                  f"cllr_min {row['cllr_min']:.4f} monotone {row['monotone']}")
+        for warning in summary["warnings"]:
+            print(f"  warning: {warning}")
+        print(f"  figures and validation.json in {out}")
+    if args.video:
+        from likeness.protocols import validate_video
+
+        result = validate_video(Path(args.out) / "video", model_name=args.model)
+        print(result.to_string(index=False))
+        print(f"video protocol in {Path(args.out) / 'video'}")
     return 0
 
 
@@ -134,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="facenet-casia-webface")
     p.add_argument("--out", default="reports/validation", help="folder for metrics and figures")
     p.add_argument("--seed", type=int, default=20260325)
+    p.add_argument("--refs", type=int, help="one reference count (default: 3, 1 and 5)")
+    p.add_argument("--video", action="store_true",
+                   help="also run the video protocol on the face-swap test data")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("report", help="run the notebooks into a reproducible expert report")

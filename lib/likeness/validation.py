@@ -1,4 +1,4 @@
-"""Validation of likelihood ratios: metrics, the choice of calibrator, and the LFW protocol.
+"""Validation of likelihood ratios: the metrics and the choice of calibrator.
 
 Every number here is computed on validation scores that are identity-disjoint from the data
 the calibrator was fitted on (Meuwly, Ramos & Haraksim 2017), so it describes exactly the LRs a
@@ -14,7 +14,6 @@ LR is monotone in the score there, and what it says at the gap's ends.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ from lir.metrics import cllr, cllr_min
 from sklearn.metrics import roc_curve
 
 from likeness import calibration as cal
-from likeness.files import write_csv_atomic, write_json_atomic
 
 CHOICE_RULE = (
     "the calibrator with the lowest validation Cllr among those whose LR never decreases as "
@@ -184,78 +182,3 @@ def choose_calibrator(comparison: pd.DataFrame) -> str | None:
     rank = {m: i for i, m in enumerate(SIMPLICITY)}
     ok = ok.assign(_simple=ok["method"].map(rank), _cllr=ok["cllr"].round(4).fillna(np.inf))
     return str(ok.sort_values(["_cllr", "_simple"], kind="stable")["method"].iloc[0])
-
-
-def validate_lfw(
-    model_name: str | None = None,
-    out_dir: Path | str = "validation",
-    *,
-    seed: int | None = None,
-    n_refs: int = cal.MIN_REFERENCES,
-    top_k: int | None = None,
-    method: str = "auto",
-    max_per_identity: int | None = None,
-    population_root: Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Validate the LR method on LFW: what ``likeness validate`` runs for each reference count.
-
-    Embeds LFW (``testdata_root()/lfw/images_deepfunneled`` unless ``population_root`` is
-    given; cached by the embeddings module), normalises, calibrates on one identity half and
-    validates on the other exactly as a case does (:func:`likeness.calibration.
-    calibrate_population`), and writes into ``out_dir``: ``validation.json`` (calibrator,
-    comparison, metrics, warnings), ``validation_scores.csv`` and the Tippett, ECE and
-    score-distribution plots (PNG and SVG). The default protocol uses
-    ``calibration.MIN_REFERENCES`` (3) reference photos per identity: the fewest a case has
-    without a warning. Returns the summary with the paths written under ``files``.
-    """
-    from likeness import embeddings, figures, models
-    from likeness import scores as sc
-    from likeness.case import ANALYSIS_DEFAULTS, testdata_root
-
-    model_name = model_name or models.DEFAULT_MODEL
-    seed = int(ANALYSIS_DEFAULTS["seed"] if seed is None else seed)
-    top_k = int(ANALYSIS_DEFAULTS["top_k"] if top_k is None else top_k)
-    if max_per_identity is None:
-        max_per_identity = int(ANALYSIS_DEFAULTS["max_photos_per_identity"])
-    root = Path(population_root) if population_root else (
-        testdata_root() / "lfw" / "images_deepfunneled"
-    )
-    population = embeddings.embed_population(
-        root, (), model_name=model_name, max_per_identity=max_per_identity, progress=progress
-    )
-    result = cal.calibrate_population(
-        population, n_refs, top_k, seed, method=method, for_claimant=False
-    )
-    summary, all_scores = result.summary, result.scores
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    val = all_scores[all_scores["half"] == "validation"]
-    files: list[Path] = []
-    if result.calibrator is not None and summary["validation"] is not None:
-        title = f"LFW validation half, {model_name}, {n_refs} reference(s)"
-        files += figures.tippett_plot(val, out / "tippett", title=title)
-        files += figures.ece_plot(val, out / "ece", title=title)
-        files += figures.score_distributions(
-            {"same source (validation)": val.loc[val["same_source"], "score"],
-             "different source (validation)": val.loc[~val["same_source"], "score"]},
-            out / "score_distributions", title=title,
-        )
-    scores_csv = out / "validation_scores.csv"
-    write_csv_atomic(all_scores, scores_csv)
-    comparison_csv = out / "calibrators.csv"
-    write_csv_atomic(pd.DataFrame(summary["comparison"]), comparison_csv)
-    files += [scores_csv, comparison_csv]
-    summary.update(
-        # The weights' path differs per machine; the hash identifies them.
-        model={k: v for k, v in models.model_record(model_name).items() if k != "weights_path"},
-        population_root=str(root),
-        max_per_identity=max_per_identity,
-        n_photos=len(population),
-        n_usable_photos=len(sc.usable_photos(population)),
-        protocol={"n_refs": int(n_refs), "top_k": top_k, "seed": seed,
-                  "identity_disjoint": True, "method": method},
-    )
-    summary["files"] = sorted(str(p.relative_to(out)) for p in [*files, out / "validation.json"])
-    write_json_atomic(out / "validation.json", summary)
-    return summary
