@@ -65,3 +65,20 @@ def mark_case_run(tmp_path_factory, elon_case_run):
     run_dir = folder / "run"
     analyze_case(case, run_dir, progress=False)
     return case, run_dir
+
+
+@pytest.fixture(scope="session")
+def dev_case_run(tmp_path_factory):
+    """The development series of live face-swaps (claimant Keanu Reeves), analysed once:
+    (case, run_dir, truth) with truth the episodes that carry the claimant's swap."""
+    import pandas as pd
+
+    from likeness.analysis import analyze_case
+
+    series = TESTDATA / "deepfacelive/series_keanu_dev"
+    case = load_case(series / "case.yaml")
+    run_dir = tmp_path_factory.mktemp("dev-series") / "run"
+    analyze_case(case, run_dir, progress=False)
+    truth = pd.read_csv(series / "truth.tsv", sep="\t")
+    swaps = set(truth.loc[truth["claimant_swap"] == "yes", "episode"])
+    return case, run_dir, swaps

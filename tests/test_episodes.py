@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 
 from casedata import LFW, SWAP_EPISODES, TESTDATA, write_case
+from likeness import bootstrap as bs
 from likeness import episodes as ep
+from likeness import evidence as ev
 from likeness import figures
 from likeness.case import load_case
 
@@ -21,7 +23,9 @@ CONTRACT_COLUMNS = ["episode", "face_seconds", "claimant_seconds", "max_log10_lr
                     "median_log10_lr"]
 RUN_INPUTS = ("faces", "references.parquet", "population.parquet", "intake.json",
               "episode_status.json", "analysis.json")
-RESULT_FILES = ("episodes.csv", "tracks.csv", "calibration.json", "calibration_scores.csv")
+RESULT_FILES = ("episodes.csv", "tracks.csv", "calibration.json", "calibration_scores.csv",
+                "calibrators.csv", "series.csv", "personas.csv", "sensitivity.csv",
+                "sensitivity_summary.csv")
 
 
 def _assert_strongest(run_dir, episode: str) -> pd.DataFrame:
@@ -114,9 +118,10 @@ def test_episode_without_faces_gives_zeros(elon_case_run):
     faces = pd.read_parquet(run_dir / "faces" / "elon.parquet").iloc[:0]
     references = pd.read_parquet(run_dir / "references.parquet")
     population = pd.read_parquet(run_dir / "population.parquet")
-    row, tracks, scored = ep.score_episode(
-        faces, references, population, None, episode="empty", dt=0.2, top_k=3,
-        operating_point=1.0, seed=1, bootstrap_samples=50,
+    nothing = ev.Calibration(None, None, pd.DataFrame(), {})
+    row, tracks, scored, _ = ep.score_episode(
+        faces, references, population, nothing, {"p_band_given_h1": [1, 0, 0, 0]},
+        episode="empty", dt=0.2, top_k=3, operating_point=1.0, seed=1, bootstrap_samples=50,
     )
     for col in ("face_seconds", "claimant_seconds", "claimant_share", "max_log10_lr",
                 "median_log10_lr", "claimant_share_lo", "claimant_share_hi"):
@@ -147,13 +152,15 @@ def test_population_never_includes_the_claimant(tmp_path):
     assert "Tony_Blair dropped" in warnings and "identical to a reference photo" in warnings
 
 
-def test_screen_time_counts_each_sampled_frame_once():
+def test_screen_time_counts_tracks_whole_and_each_moment_once():
+    # Two tracks overlapping in time count once; a gap between tracks does not count.
+    assert bs.union_seconds(np.array([0.0, 1.0, 5.0]), np.array([2.0, 3.0, 6.0])) == 4.0
+    assert bs.union_seconds(np.array([]), np.array([])) == 0.0
+    # The per-face count: sampled frames with at least one face above the operating point.
     frames = np.array([0, 0, 5, 10, 10, 10])
     claimant = np.array([True, True, False, False, True, False])
-    face_w, claimant_w = ep.screen_time_weights(frames, claimant, 0.2)
-    assert face_w.sum() == pytest.approx(0.6)  # three frames with faces
-    assert claimant_w.sum() == pytest.approx(0.4)  # two frames with the claimant
-    assert (claimant_w <= face_w).all()  # so any resampled share stays within [0, 1]
+    durations = np.full(6, 0.2)
+    assert ep.face_claimant_seconds(frames, claimant, durations) == pytest.approx(0.4)
     assert ep.sampling_interval(5.0, 25.0) == pytest.approx(0.2)
     assert ep.sampling_interval(None, 25.0) == pytest.approx(0.04)
     assert ep.sampling_interval(100.0, 25.0) == pytest.approx(0.04)  # never below a frame
@@ -167,7 +174,7 @@ def test_block_resample_keeps_tracks_whole_and_in_order():
     sizes = np.array([1, 8, 27])
     starts = np.array([0, 1, 9])
     rng = np.random.default_rng(0)
-    rows, slot = ep.block_resample(sizes, starts, np.array([2, 0, 2, 1]), rng)
+    rows, slot = bs.block_resample(sizes, starts, np.array([2, 0, 2, 1]), rng)
     counts = np.bincount(slot, minlength=4)
     np.testing.assert_array_equal(counts, [27, 1, 27, 8])
     for s, track in enumerate([2, 0, 2, 1]):

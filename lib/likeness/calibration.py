@@ -1,4 +1,4 @@
-"""Likelihood ratios: calibration of scores against a population, and their validation.
+"""Likelihood ratios: calibration of scores against a population.
 
 Propositions (ENFSI Guideline for Evaluative Reporting in Forensic Science, 2015):
 
@@ -25,18 +25,17 @@ population's identities are split in two halves by a seeded RNG; the calibrator 
 the calibration half only, and it is *this* calibrator, not one refitted on everything, that is
 applied to the case, so the validation metrics describe exactly the LRs that are reported.
 
-Calibrator: lir's ``LogitCalibrator`` (logistic regression of the label on the score, classes
-weighted equally, no regularisation: maximum likelihood), followed by lir's ``ELUBBounder``
-(Vergeer et al. 2016, empirical lower and upper bounds). Why logistic rather than KDE: the
-log-LR it gives is a monotone (linear) function of the score, so a higher similarity never
-gives a lower LR, it has two parameters and is stable with few same-source scores, and it is
-the standard calibration of biometric scores (Brümmer & du Preez 2006; Morrison 2013). KDE
-ratios are non-monotone in the tails where one density vanishes faster than the other, which is
-exactly where face-swap scores fall. Logistic regression extrapolates linearly beyond the
-data, which is why the ELUB bounds follow: they cap the log10 LR at the strength the
-calibration data can support (at most log10 of the number of different-source scores plus one),
-so a small calibration set cannot claim absurd strength. ``method='kde'`` (Silverman bandwidth)
-is available for comparison.
+Calibrators (``METHODS``): lir's ``LogitCalibrator`` (logistic regression of the label on the
+score, classes weighted equally, no regularisation: maximum likelihood), ``KDECalibrator``
+(Silverman bandwidth) and ``IsotonicCalibrator`` (pool adjacent violators), each followed by
+lir's ``ELUBBounder`` (Vergeer et al. 2016, empirical lower and upper bounds: they cap the
+log10 LR at the strength the calibration data can support, at most log10 of the number of
+different-source scores plus one, so a small calibration set cannot claim absurd strength).
+Which one a case uses is not a habit but the outcome of their comparison on the validation
+half (:mod:`likeness.validation`); the scores they take are AS-norm normalised
+(:mod:`likeness.cohort`), and :mod:`likeness.evidence` puts the two together.
+:func:`bootstrap_calibrators` refits a calibrator on identity resamples, for intervals that
+include the calibration's uncertainty.
 
 Warnings (recorded in results, never raised): fewer than ``MIN_SAME_SOURCE`` same-source scores
 or fewer than ``MIN_IDENTITIES`` identities in the calibration half (the fitted slope and the
