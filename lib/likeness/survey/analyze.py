@@ -80,7 +80,9 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At k = 0 and k = n the bounds are exactly 0 and 1; rounding must not move them.
+    lo = 0.0 if k == 0 else max(0.0, centre - half)
+    return lo, 1.0 if k == n else min(1.0, centre + half)
 
 
 def newcombe_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:

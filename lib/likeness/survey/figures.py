@@ -27,7 +27,7 @@ def rates_figure(stimuli: pd.DataFrame, control: dict, chance: float,
             hi = stimuli[f"{measure}_hi"].to_numpy(float) - rate
             ax.bar(x + offset, rate, width, color=colour, hatch=hatch, label=label,
                    edgecolor="black", linewidth=0.5,
-                   yerr=np.nan_to_num([lo, hi]), capsize=3)
+                   yerr=np.clip(np.nan_to_num([lo, hi]), 0, None), capsize=3)
         ax.axhline(chance, color="black", linestyle=":", linewidth=1.2,
                    label=f"lineup chance 1/(k+1) = {chance:.2f}")
         if control["n"]:
