@@ -193,18 +193,18 @@ def select_stimuli(run_dir: Path, options: dict, operating_point: float) -> pd.D
 
 
 def square_crop(image: np.ndarray, box: list[float], size: int) -> Image.Image:
-    """The face box with CROP_MARGIN around it, squared on its centre, resized to ``size``;
-    parts outside the image are filled grey rather than shifting the face off centre."""
+    """The face box with CROP_MARGIN around it, squared, resized to ``size``.
+
+    The square is shifted (and if need be shrunk) to lie inside the image rather than padded:
+    a filled border on some lineup photos and not on others would single them out.
+    """
+    height, width = image.shape[:2]
     x1, y1, x2, y2 = box
-    side = max(x2 - x1, y2 - y1) * (1 + 2 * CROP_MARGIN)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    left, top = round(cx - side / 2), round(cy - side / 2)
-    side = round(side)
-    canvas = Image.new("RGB", (side, side), (128, 128, 128))
-    src = Image.fromarray(image)
-    canvas.paste(src.crop((max(0, left), max(0, top), min(image.shape[1], left + side),
-                           min(image.shape[0], top + side))), (max(0, -left), max(0, -top)))
-    return canvas.resize((size, size), Image.Resampling.LANCZOS)
+    side = min(round(max(x2 - x1, y2 - y1) * (1 + 2 * CROP_MARGIN)), width, height)
+    left = min(max(0, round((x1 + x2 - side) / 2)), width - side)
+    top = min(max(0, round((y1 + y2 - side) / 2)), height - side)
+    crop = Image.fromarray(image).crop((left, top, left + side, top + side))
+    return crop.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def _write_jpeg(image: Image.Image, path: Path) -> str:
