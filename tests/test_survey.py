@@ -106,6 +106,20 @@ def test_design_refuses_changed_files(keanu_survey, tmp_path):
         load_design(copy)
 
 
+def test_performers_become_control_stimuli(tmp_path):
+    from likeness.survey.design import _performer_stimuli
+
+    case_file = tmp_path / "case.yaml"
+    photos = "${LIKENESS_TESTDATA}/lfw/images_deepfunneled/Adrien_Brody"
+    case_file.write_text(f"performers:\n  - name: Adrien Brody\n    references: ['{photos}']\n",
+                         encoding="utf-8")
+    [(stimulus, embedding, path)] = _performer_stimuli(case_file, "facenet-casia-webface")
+    assert stimulus["role"] == "control" and stimulus["group"] == "performer-adrien-brody"
+    assert embedding.shape == (1, 512) and "Adrien_Brody" in path
+    case_file.write_text("case_id: x\n", encoding="utf-8")
+    assert _performer_stimuli(case_file, "facenet-casia-webface") == []
+
+
 # --- statistics -----------------------------------------------------------------------------
 
 def test_wilson_and_newcombe_match_published_values():
@@ -299,6 +313,18 @@ def test_import_analyze_and_report(keanu_survey, tmp_path):
     assert "| excluded: failed attention check | 1 |" in text and "| analysed | 3 |" in text
     assert "| dev02 | questioned | 3 | 66.7% |" in text
     assert [f.name for f in figures] == ["survey_rates.png"]
+    # The thin notebook shows the same section when papermill runs it on the project's kernel.
+    import papermill
+
+    from likeness.case import project_root
+
+    out = tmp_path / "survey.ipynb"
+    papermill.execute_notebook(
+        str(project_root() / "notebooks" / "survey.ipynb"), str(out), kernel_name="likeness",
+        parameters={"survey_dir": str(survey_dir), "results_dir": str(tmp_path / "results")},
+        progress_bar=False, cwd=str(tmp_path))
+    shown = out.read_text(encoding="utf-8")
+    assert "| excluded: failed attention check | 1 |" in shown and "image/png" in shown
     # Same responses, same tables, byte for byte.
     analyze_survey(survey_dir, db, tmp_path / "again")
     for name in ("stimuli.csv", "episodes.csv", "lineup_choices.csv", "exclusions.csv"):

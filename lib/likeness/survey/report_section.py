@@ -16,6 +16,10 @@ from likeness.survey import SurveyError
 from likeness.survey.analyze import RESULTS_DIR
 from likeness.survey.design import load_design
 
+FIGURE_CAPTION = ("Share of analysed respondents who named the claimant (open question) and who "
+                  "picked the claimant's photo (lineup), per stimulus, with Wilson 95% intervals; "
+                  "dotted: lineup chance 1/(k+1); dashed: pooled controls.")
+
 
 def _pct(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
@@ -41,7 +45,8 @@ def _number(value: float) -> str:
 
 def survey_markdown(survey_dir: str | Path, results_dir: str | Path | None = None
                     ) -> tuple[str, list[Path]]:
-    """The survey section as Markdown, and the paths of its figures (PNG).
+    """The survey section as Markdown, and the paths of its figures (PNG, shown after the
+    text with the caption FIGURE_CAPTION).
 
     Raises SurveyError when the design or the results are missing or do not belong together.
     """
@@ -140,6 +145,6 @@ def survey_markdown(survey_dir: str | Path, results_dir: str | Path | None = Non
                          f"{summary['required_n_per_cell']} needed for the stated precision: "
                          "the intervals are correspondingly wide.")
     lines += ["", "### Limitations", ""] + [f"- {text}" for text in limits]
-    figures = [results_dir / "figures" / "survey_rates.png"]
-    lines += ["", f"![Recognition of the claimant per stimulus]({figures[0]})", ""]
-    return "\n".join(lines), [f for f in figures if f.exists()]
+    lines.append("")
+    return "\n".join(lines), [f for f in [results_dir / "figures" / "survey_rates.png"]
+                              if f.exists()]
