@@ -276,6 +276,14 @@ def test_other_requests_are_refused(collector):
     assert collector.server_address[0] == "127.0.0.1"
 
 
+def test_a_taken_port_is_a_one_line_error(collector, keanu_survey, tmp_path):
+    from likeness.survey.serve import SurveyServer
+
+    port = collector.server_address[1]
+    with pytest.raises(SurveyError, match=f"cannot listen on 127.0.0.1:{port}"):
+        SurveyServer(keanu_survey[0], tmp_path / "other.sqlite", port=port)
+
+
 # --- import, analysis, report section -------------------------------------------------------
 
 def test_import_analyze_and_report(keanu_survey, tmp_path):

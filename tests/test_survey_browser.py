@@ -85,13 +85,15 @@ def served_survey(tmp_path_factory):
                 time.sleep(0.1)
         yield survey_dir, design, url, db
     finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: the server closes cleanly
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         log.close()
+    assert proc.returncode == 0, (folder / "serve.log").read_text()
+    assert "stopped" in (folder / "serve.log").read_text()
 
 
 async def answer(browser, url: str, i: int, design: dict, viewport: dict,

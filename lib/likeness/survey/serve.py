@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from likeness.survey import SurveyError
 from likeness.survey.design import load_design
 from likeness.survey.page import render_page
 from likeness.survey.responses import DuplicateResponseError, ResponseError, ResponseStore
@@ -50,7 +52,11 @@ class SurveyServer(ThreadingHTTPServer):
         self.store = ResponseStore(db_path, self.design)
         self.max_body = max_body
         self.quiet = quiet
-        super().__init__((host, port), SurveyHandler)
+        try:
+            super().__init__((host, port), SurveyHandler)
+        except OSError as exc:
+            raise SurveyError(f"cannot listen on {host}:{port} ({exc.strerror}): choose another "
+                              "--port or --host") from exc
 
     @property
     def url(self) -> str:
@@ -149,9 +155,17 @@ def serve(survey_dir: str | Path, db_path: str | Path, *, host: str = DEFAULT_HO
     server = SurveyServer(survey_dir, db_path, host=host, port=port, max_body=max_body)
     print(f"survey {server.design['survey_id']} at {server.url} ; responses in {db_path}",
           flush=True)
+
+    def stop(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and a service manager's SIGTERM both stop it cleanly (SIGINT is set explicitly:
+    # a shell starts background jobs with it ignored). Every stored response is committed.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        print("stopped", flush=True)
     finally:
         server.server_close()
