@@ -34,7 +34,7 @@ from likeness.survey.responses import (
     write_response_file,
 )
 from likeness.survey.serve import start_server
-from surveydata import DEV_NAMES, design_dev_survey
+from surveydata import DEV_CASE, DEV_NAMES, design_dev_survey
 
 ACCEPTED = ["Keanu Reeves", *DEV_NAMES]
 
@@ -90,6 +90,30 @@ def test_design_from_the_development_series(keanu_survey):
     # Self-contained: no URL to anywhere, and nothing that names the claimant or a role.
     assert "http://" not in page and "https://" not in page and "src=\"/" not in page
     assert "Keanu" not in page and "claimant" not in page
+
+
+def test_design_is_reproducible_and_takes_options(keanu_survey, tmp_path):
+    from likeness.survey.design import design_survey, load_options
+
+    survey_dir, design = keanu_survey
+    run_dir = survey_dir.parent / "run"
+    again = design_survey(DEV_CASE, run_dir, tmp_path / "again", load_options(names=DEV_NAMES))
+    assert again == design
+    for name in ["design.json", "survey.html"] + [s["image"] for s in design["stimuli"]]:
+        assert (tmp_path / "again" / name).read_bytes() == (survey_dir / name).read_bytes()
+
+    options = tmp_path / "options.yaml"
+    options.write_text("k_foils: 3\ntracks_per_episode: 2\nfull_frame: true\n", "utf-8")
+    wider = design_survey(DEV_CASE, run_dir, tmp_path / "wider", load_options(options))
+    # dev01 has three tracks, dev05 one: two stimuli and one, each with a full frame.
+    groups = [s["group"] for s in wider["stimuli"]]
+    assert groups.count("dev01") == 2 and groups.count("dev05") == 1
+    assert all(len(s["lineup"]["options"]) == 4 for s in wider["stimuli"])
+    assert all((tmp_path / "wider" / s["frame_image"]).is_file() for s in wider["stimuli"])
+    assert wider["design_sha256"] != design["design_sha256"]
+    options.write_text("k_foil: 3\n", "utf-8")
+    with pytest.raises(SurveyError, match="unknown survey option 'k_foil'"):
+        load_options(options)
 
 
 def test_design_refuses_changed_files(keanu_survey, tmp_path):
@@ -274,6 +298,19 @@ def test_other_requests_are_refused(collector):
     assert conn.getresponse().status == 404
     assert stored_ids(collector) == []
     assert collector.server_address[0] == "127.0.0.1"
+
+
+def test_concurrent_respondents_and_racing_replays(collector):
+    from concurrent.futures import ThreadPoolExecutor
+
+    responses = [make_response(collector.design, 1000 + i) for i in range(24)]
+    # Each response is sent twice at once: one of the two is stored, the other gets 409.
+    bodies = [json.dumps(r).encode() for r in responses for _ in range(2)]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(lambda body: post(collector, body)[0], bodies))
+    for i in range(0, len(statuses), 2):
+        assert sorted(statuses[i:i + 2]) == [201, 409]
+    assert sorted(stored_ids(collector)) == sorted(r["response_id"] for r in responses)
 
 
 def test_a_taken_port_is_a_one_line_error(collector, keanu_survey, tmp_path):
