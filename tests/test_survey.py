@@ -25,7 +25,7 @@ from likeness.survey.analyze import (
     wilson,
 )
 from likeness.survey.design import design_hash, load_design
-from likeness.survey.report_section import survey_markdown
+from likeness.survey.report_section import survey_files, survey_markdown
 from likeness.survey.responses import (
     RESPONSE_FORMAT,
     ResponseStore,
@@ -358,6 +358,10 @@ def test_import_analyze_and_report(keanu_survey, tmp_path):
     assert "| excluded: failed attention check | 1 |" in text and "| analysed | 3 |" in text
     assert "| dev02 | questioned | 3 | 66.7% |" in text
     assert [f.name for f in figures] == ["survey_rates.png"]
+    hashed = survey_files(survey_dir, tmp_path / "results")
+    assert "design.json" in hashed and str(tmp_path / "results" / "episodes.csv") in hashed
+    # design, page, 7 crops, the photos, 6 tables and summary.json, the figure as PNG and SVG
+    assert len(hashed) == 2 + 7 + len(design["photos"]) + 6 + 2
     # The thin notebook shows the same section when papermill runs it on the project's kernel.
     import papermill
 
@@ -384,6 +388,10 @@ def test_cli_errors_are_one_line(keanu_survey, tmp_path, capsys):
     assert main(["survey", "analyze", str(tmp_path / "nothing"), "--responses", "x.db"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "design.json: not found" in err
+    empty = tmp_path / "empty.sqlite"
+    ResponseStore(empty, load_design(survey_dir))
+    assert main(["survey", "analyze", str(survey_dir), "--responses", str(empty)]) == 2
+    assert f"{empty}: no responses: nothing to analyse" in capsys.readouterr().err
     missing = tmp_path / "none.sqlite"
     assert main(["survey", "analyze", str(survey_dir), "--responses", str(missing)]) == 2
     assert f"{missing}: no such responses file" in capsys.readouterr().err

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from likeness.files import write_csv_atomic, write_json_atomic
+from likeness.survey import SurveyError
 from likeness.survey.design import canonical_json, load_design
 from likeness.survey.responses import NOT_PRESENT, answers_table, open_responses
 
@@ -189,10 +190,9 @@ def analyze_survey(survey_dir: str | Path, responses: str | Path, out_dir: str |
     out_dir = Path(out_dir) if out_dir else survey_dir / RESULTS_DIR
     design = load_design(survey_dir)
     items = open_responses(design, responses)
+    if not items:
+        raise SurveyError(f"{responses}: no responses: nothing to analyse")
     answers = answers_table(design, items)
-    if answers.empty:
-        answers = pd.DataFrame(columns=["response_id", "complete", "attention_passed",
-                                        "stimulus", "recognised", "name", "lineup_choice"])
     accepted = design["accepted_names"]
     answers["named_claimant"] = [r == "yes" and names_claimant(n, accepted) for r, n in
                                  zip(answers["recognised"], answers["name"], strict=True)]

@@ -94,9 +94,10 @@ def survey_markdown(survey_dir: str | Path, results_dir: str | Path | None = Non
         f"| analysed | {exc['analysed']} |",
         "",
         f"For a 95% interval no wider than ±{100 * summary['precision']:.0f} points at any rate, "
-        f"{summary['required_n_per_cell']} analysed respondents are needed per cell; with "
-        f"{exc['analysed']} the worst-case half-width is "
-        f"±{100 * (summary['achieved_half_width_worst_case'] or math.nan):.1f} points.",
+        f"{summary['required_n_per_cell']} analysed respondents are needed per cell; "
+        + (f"with {exc['analysed']} the worst-case half-width is "
+           f"±{100 * summary['achieved_half_width_worst_case']:.1f} points."
+           if exc["analysed"] else "no respondent could be analysed."),
         "",
         "### Results per episode",
         "",
@@ -148,3 +149,21 @@ def survey_markdown(survey_dir: str | Path, results_dir: str | Path | None = Non
     lines.append("")
     return "\n".join(lines), [f for f in [results_dir / "figures" / "survey_rates.png"]
                               if f.exists()]
+
+
+def survey_files(survey_dir: str | Path, results_dir: str | Path | None = None
+                 ) -> dict[str, str]:
+    """SHA-256 of every file the survey section rests on (design, page, images, results),
+    keyed by path relative to ``survey_dir``: for the report's manifest."""
+    from likeness.files import sha256_file
+
+    survey_dir = Path(survey_dir)
+    results_dir = Path(results_dir) if results_dir else survey_dir / RESULTS_DIR
+    design = load_design(survey_dir)
+    files = [survey_dir / "design.json", survey_dir / "survey.html"]
+    files += [survey_dir / s["image"] for s in design["stimuli"]]
+    files += [survey_dir / s["frame_image"] for s in design["stimuli"] if "frame_image" in s]
+    files += [survey_dir / p["image"] for p in design["photos"].values()]
+    files += sorted(p for p in results_dir.rglob("*") if p.is_file())
+    return {str(p.relative_to(survey_dir) if p.is_relative_to(survey_dir) else p):
+            sha256_file(p) for p in files}

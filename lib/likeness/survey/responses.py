@@ -244,6 +244,10 @@ class ResponseStore:
             db.close()
 
 
+ANSWER_COLUMNS = ["response_id", "seed", "complete", "attention_passed", "stimulus", "group",
+                  "role", "recognised", "name", "lineup_choice", "lineup_position", "confidence"]
+
+
 def answers_table(design: dict, responses: Iterable[dict]) -> pd.DataFrame:
     """One row per response and stimulus: the open answer, the lineup choice and its position
     (1 = leftmost), the confidence; plus the response's consent, completeness and attention."""
@@ -266,7 +270,7 @@ def answers_table(design: dict, responses: Iterable[dict]) -> pd.DataFrame:
                                     if choice not in (None, NOT_PRESENT) else None),
                 "confidence": b["confidence"] if b else None,
             })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
 
 
 def export_csv(design: dict, db_path: str | Path, out: str | Path) -> Path:
