@@ -97,8 +97,10 @@ def served_survey(tmp_path_factory):
 
 
 async def answer(browser, url: str, i: int, design: dict, viewport: dict,
-                 outside: list[str], shots: Path | None) -> str:
-    """Respondent i goes through the page; returns the response id the page shows."""
+                 outside: list[str], shots: Path | None, download: Path | None = None) -> str:
+    """Respondent i goes through the page; returns the response id the page shows. With
+    ``download``, the page is expected not to reach a collector and the respondent saves the
+    answers there instead."""
     stimuli = {s["id"]: (j, s) for j, s in enumerate(design["stimuli"])}
     context = await browser.new_context(viewport=viewport)
     page = await context.new_page()
@@ -138,7 +140,13 @@ async def answer(browser, url: str, i: int, design: dict, viewport: dict,
             await page.click("#next")
         else:
             raise AssertionError(f"unexpected step {step}")
-    await page.wait_for_selector("#screen[data-sent=yes]", timeout=30000)
+    if download is None:
+        await page.wait_for_selector("#screen[data-sent=yes]", timeout=30000)
+    else:
+        await page.wait_for_selector("#screen[data-sent=no]", timeout=30000)
+        async with page.expect_download() as saved:
+            await page.click("#download")
+        await (await saved.value).save_as(download)
     response_id = await screen.get_attribute("data-response-id")
     await context.close()
     return response_id
@@ -162,6 +170,35 @@ async def run_respondents(url: str, design: dict, outside: list[str], shots: Pat
             return await asyncio.gather(*(one(i) for i in range(N_RESPONDENTS)))
         finally:
             await browser.close()
+
+
+async def answer_offline(page_file: Path, design: dict, download: Path) -> str:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            return await answer(browser, page_file.as_uri(), 5, design,
+                                {"width": 390, "height": 844}, [], None, download)
+        finally:
+            await browser.close()
+
+
+def test_offline_page_and_downloaded_answers(served_survey, tmp_path):
+    """The page opened from a file (no collector): the respondent downloads the answers,
+    which `likeness survey import` stores like any other."""
+    from likeness.cli import main
+
+    survey_dir, design, _, _ = served_survey
+    download = tmp_path / "response.json"
+    response_id = asyncio.run(answer_offline(survey_dir / "survey.html", design, download))
+    db = tmp_path / "imported.sqlite"
+    assert main(["survey", "import", str(survey_dir), str(download), "--db", str(db)]) == 0
+    [stored] = ResponseStore(db, design).responses()
+    assert stored["response_id"] == response_id and stored["complete"] is True
+    for j, s in enumerate(design["stimuli"]):
+        a = script(5, j, s)
+        assert [x["choice"] for x in stored["lineup"] if x["stimulus"] == s["id"]] == [a["choice"]]
 
 
 def test_thirty_respondents_in_a_real_browser(served_survey, tmp_path):
