@@ -1,4 +1,4 @@
-"""The ``likeness`` command: intake, analyze, validate, report, verify, models.
+"""The ``likeness`` command: intake, analyze, validate, report, verify, models, survey.
 
 Each sub-command is a thin call into the library; errors the library raises on purpose
 (LikenessError) are printed as one clear message and exit with status 2.
@@ -127,6 +127,102 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_survey_design(args: argparse.Namespace) -> int:
+    from likeness.survey.design import design_survey, load_options
+
+    options = load_options(args.options, args.name)
+    design = design_survey(args.case, args.run, args.out, options)
+    for s in design["stimuli"]:
+        print(f"{s['id']}  {s['group']:16s} {s['role']:10s} lineup of "
+              f"{len(s['lineup']['options'])} photos")
+    print(f"survey {design['survey_id']} (design_sha256 {design['design_sha256']})")
+    print(f"page: {Path(args.out) / 'survey.html'}")
+    return 0
+
+
+def cmd_survey_serve(args: argparse.Namespace) -> int:
+    from likeness.survey.serve import serve
+
+    serve(args.survey_dir, args.db or Path(args.survey_dir) / "responses.sqlite",
+          host=args.host, port=args.port, max_body=args.max_body)
+    return 0
+
+
+def cmd_survey_import(args: argparse.Namespace) -> int:
+    from likeness.survey.design import load_design
+    from likeness.survey.responses import import_files
+
+    design = load_design(args.survey_dir)
+    result = import_files(design, args.db or Path(args.survey_dir) / "responses.sqlite",
+                          args.files)
+    print(f"stored {len(result['stored'])}, already stored {len(result['duplicate'])}, "
+          f"invalid {len(result['invalid'])}")
+    for line in result["invalid"]:
+        print(f"invalid: {line}")
+    return 1 if result["invalid"] else 0
+
+
+def cmd_survey_export(args: argparse.Namespace) -> int:
+    from likeness.survey.design import load_design
+    from likeness.survey.responses import export_csv
+
+    design = load_design(args.survey_dir)
+    out = export_csv(design, args.db or Path(args.survey_dir) / "responses.sqlite", args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_survey_analyze(args: argparse.Namespace) -> int:
+    from likeness.survey.analyze import analyze_survey
+
+    summary = analyze_survey(args.survey_dir, args.responses, args.out,
+                             precision=args.precision)
+    for reason, n in summary["exclusions"].items():
+        print(f"{reason:24s} {n}")
+    print(f"respondents needed per cell for +/-{args.precision:.2f}: "
+          f"{summary['required_n_per_cell']}")
+    print(f"results in {args.out or Path(args.survey_dir) / 'results'}")
+    return 0
+
+
+def _add_survey_parser(sub) -> None:
+    survey = sub.add_parser("survey", help="recognition and lineup surveys of the public")
+    ssub = survey.add_subparsers(dest="survey_command", required=True)
+    p = ssub.add_parser("design", help="build the survey (stimuli, lineups, page) from a run")
+    p.add_argument("case", help="case.yaml or the folder holding it")
+    p.add_argument("--run", required=True, help="the case's analysed run folder")
+    p.add_argument("--out", required=True, help="survey folder to write")
+    p.add_argument("--options", help="YAML file of survey options (see survey/design.py)")
+    p.add_argument("--name", action="append", default=[],
+                   help="an accepted name or spelling of the claimant (repeatable)")
+    p.set_defaults(func=cmd_survey_design)
+    p = ssub.add_parser("serve", help="serve the survey page and collect responses")
+    p.add_argument("survey_dir")
+    p.add_argument("--db", help="SQLite store (default: SURVEY_DIR/responses.sqlite)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request, bytes")
+    p.set_defaults(func=cmd_survey_serve)
+    p = ssub.add_parser("import", help="store responses downloaded by respondents")
+    p.add_argument("survey_dir")
+    p.add_argument("files", nargs="+", help="response .json files")
+    p.add_argument("--db", help="SQLite store (default: SURVEY_DIR/responses.sqlite)")
+    p.set_defaults(func=cmd_survey_import)
+    p = ssub.add_parser("export", help="write the stored responses as CSV")
+    p.add_argument("survey_dir")
+    p.add_argument("--db", help="SQLite store (default: SURVEY_DIR/responses.sqlite)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.set_defaults(func=cmd_survey_export)
+    p = ssub.add_parser("analyze", help="rates, intervals, lineup fairness, exclusions")
+    p.add_argument("survey_dir")
+    p.add_argument("--responses", required=True,
+                   help="the SQLite store, a response .json file or a folder of them")
+    p.add_argument("--out", help="results folder (default: SURVEY_DIR/results)")
+    p.add_argument("--precision", type=float, default=0.05,
+                   help="target half-width of a 95%% interval, for the sample size")
+    p.set_defaults(func=cmd_survey_analyze)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="likeness",
@@ -177,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", help="for facenet-vggface2: the weights file to import")
     p.set_defaults(func=cmd_models)
+
+    _add_survey_parser(sub)
     return parser
 
 
