@@ -35,6 +35,7 @@ import pandas as pd
 import yaml
 
 from likeness.errors import CaseError
+from likeness.provenance import Provenance, parse_provenance, reference_entry_path
 
 CASE_FILE = "case.yaml"
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -68,10 +69,11 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
 }
 
 REQUIRED_FIELDS = ("case_id", "claimant", "footage")
-KNOWN_FIELDS = ("case_id", "title", "claimant", "footage", "population", "analysis")
-CLAIMANT_FIELDS = ("name", "references")
-EPISODE_FIELDS = ("id", "path")
-POPULATION_FIELDS = ("path", "exclude")
+KNOWN_FIELDS = ("case_id", "title", "claimant", "footage", "population", "analysis",
+                "examiner", "declaration", "instructed_by", "questions")
+CLAIMANT_FIELDS = ("name", "references", "attributes")
+EPISODE_FIELDS = ("id", "path", "source", "obtained", "notes")
+POPULATION_FIELDS = ("path", "exclude", "relevance", "min_matching_identities")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +118,8 @@ class Case:
     population_root: Path | None
     population_exclude: tuple[str, ...]
     analysis: AnalysisParams
+    # Where the evidence came from, the examiner, the questions (likeness.provenance).
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
 
     @property
     def root(self) -> Path:
@@ -261,16 +265,18 @@ def load_case(path: str | os.PathLike[str]) -> Case:
         raise CaseError(f"{where}: case_id '{case_id}' may hold only letters, digits, - and _")
 
     claimant = _check_fields(
-        raw["claimant"], f"{where}: claimant", CLAIMANT_FIELDS, CLAIMANT_FIELDS
+        raw["claimant"], f"{where}: claimant", CLAIMANT_FIELDS, CLAIMANT_FIELDS[:2]
     )
     refs = claimant["references"]
     refs = [refs] if isinstance(refs, str) else refs
     if not isinstance(refs, list):
         raise CaseError(f"{where}: claimant.references: expected a list of files and folders")
-    reference_paths: list[Path] = []
+    reference_files: list[list[Path]] = []
     for i, ref in enumerate(refs):
         ref_where = f"{where}: claimant.references[{i}]"
-        reference_paths += _image_files(expand_path(ref, base, where=ref_where), ref_where)
+        ref = reference_entry_path(ref, ref_where)
+        reference_files.append(_image_files(expand_path(ref, base, where=ref_where), ref_where))
+    reference_paths = [path for files in reference_files for path in files]
 
     footage = raw["footage"]
     if not isinstance(footage, list):
@@ -278,7 +284,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
     episodes: list[Episode] = []
     for i, item in enumerate(footage):
         ep_where = f"{where}: footage[{i}]"
-        item = _check_fields(item, ep_where, EPISODE_FIELDS, EPISODE_FIELDS)
+        item = _check_fields(item, ep_where, EPISODE_FIELDS, EPISODE_FIELDS[:2])
         ep_id = str(item["id"])
         if not EPISODE_ID_PATTERN.match(ep_id):
             raise CaseError(f"{ep_where}.id: '{ep_id}' may hold only letters, digits, - and _")
@@ -312,6 +318,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
         population_root=population_root,
         population_exclude=exclude,
         analysis=analysis_params(raw.get("analysis"), f"{where}: analysis"),
+        provenance=parse_provenance(raw, where, reference_files),
     )
 
 
