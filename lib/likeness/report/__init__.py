@@ -30,11 +30,12 @@ every output against ``manifest.json`` and lists what changed.
 
 The package's modules, lowest layer first: ``layout`` (the folder's names), ``scale`` (the
 ENFSI verbal scale), ``render`` (HTML, PDF), ``manifest`` (hashing, the manifest, verify),
-``build`` (papermill build), ``views_evidence`` and ``views_results`` (the tables the notebooks
-display) and ``prose`` (the text). The views, the prose and the render helpers are what the
-notebooks call: each returns a table (DataFrame), a displayable HTML/Markdown/Image object or a
-text, so that notebook cells hold nothing but calls and display. Every public name is importable
-from ``likeness.report``.
+``build`` (papermill build), ``columns`` (issue 7's optional result columns, in one place),
+``views_evidence``, ``views_results``, ``views_faces``, ``views_provenance`` and
+``views_population`` (the tables and figures the notebooks display) and ``prose`` (the
+text). The views, the prose and the render helpers are what the notebooks call: each returns a
+table (DataFrame), a displayable HTML/Markdown/Image object or a text, so that notebook cells
+hold nothing but calls and display. Every public name is importable from ``likeness.report``.
 """
 
 from likeness.files import sha256_file
@@ -64,6 +65,7 @@ from likeness.report.layout import (
     notebooks_root,
 )
 from likeness.report.manifest import (
+    MTCNN_PINNED_SHA256,
     collect_inputs,
     default_run_id,
     environment_record,
@@ -85,12 +87,16 @@ from likeness.report.manifest import (
 )
 from likeness.report.prose import (
     findings_markdown,
+    lr_words,
+    models_markdown,
     question_markdown,
     rerun_markdown,
     title_markdown,
 )
 from likeness.report.render import (
+    CONTENTS_PLACEHOLDER,
     PRINT_CSS,
+    contents_html,
     export_html,
     figure_grid_html,
     figure_path,
@@ -98,6 +104,7 @@ from likeness.report.render import (
     pdf_page_count,
     render_pdf,
     render_pdf_pages,
+    show_contents,
     show_figure,
     show_markdown,
     show_table,
@@ -105,7 +112,11 @@ from likeness.report.render import (
 )
 from likeness.report.scale import (
     NEUTRAL_LOG10_LR,
+    NO_BAND,
+    STRENGTH_BANDS,
     VERBAL_SCALE,
+    band_counts,
+    strength_band,
     verbal_equivalent,
     verbal_scale_table,
 )
@@ -133,13 +144,40 @@ from likeness.report.views_evidence import (
     validation_table,
     warnings_table,
 )
+from likeness.report.views_faces import (
+    personas_table,
+    reference_scores_table,
+    show_episode_stills,
+    show_optional_tables,
+    show_persona_links,
+    stills_figure_path,
+)
+from likeness.report.views_population import (
+    population_description,
+    population_relevance_markdown,
+    show_population_attributes,
+)
+from likeness.report.views_provenance import (
+    declaration_markdown,
+    examiner_table,
+    footage_provenance_table,
+    processing_log_table,
+    questions_markdown,
+    references_provenance_table,
+)
 from likeness.report.views_results import (
+    SCREEN_TIME,
+    STRONGEST_EVIDENCE,
+    bounded_text,
     environment_table,
     episodes_results,
     episodes_table,
     format_log10_lr,
     inputs_table,
+    interval_text,
+    lr_bounds,
     packages_table,
+    read_tracks,
     reproducibility_record,
     show_episode_tracks,
     show_timelines,
@@ -149,29 +187,39 @@ from likeness.report.views_results import (
 
 __all__ = [
     "ANALYSIS_DIR",
+    "CONTENTS_PLACEHOLDER",
     "FAILED_FILE",
     "FIGURES_DIR",
     "INPUTS_FILE",
     "KERNEL_NAME",
     "MANIFEST_FILE",
+    "MTCNN_PINNED_SHA256",
     "NEUTRAL_LOG10_LR",
     "NOTEBOOKS",
     "NOTEBOOKS_DIR",
     "NOTEBOOK_PARAMETERS",
+    "NO_BAND",
     "PRINT_CSS",
     "REPORT_NOTEBOOK",
     "RESULT_TABLES",
     "RESULT_TABLE_DIRS",
     "RUNNING_FILE",
+    "SCREEN_TIME",
+    "STRENGTH_BANDS",
+    "STRONGEST_EVIDENCE",
     "TABLES_DIR",
     "UNHASHED",
     "VERBAL_SCALE",
+    "band_counts",
+    "bounded_text",
     "build_report",
     "calibration_record",
     "calibration_table",
     "case_table",
     "collect_inputs",
+    "contents_html",
     "copy_results",
+    "declaration_markdown",
     "default_run_id",
     "environment_record",
     "environment_table",
@@ -179,6 +227,7 @@ __all__ = [
     "episodes_table",
     "evidence_folders",
     "evidence_table",
+    "examiner_table",
     "execute_notebook",
     "export_html",
     "faces_summary_table",
@@ -187,6 +236,7 @@ __all__ = [
     "file_record",
     "findings_markdown",
     "finish_manifest",
+    "footage_provenance_table",
     "footage_table",
     "format_log10_lr",
     "format_value",
@@ -195,8 +245,12 @@ __all__ = [
     "hash_outputs_listing",
     "inputs_table",
     "intake_record",
+    "interval_text",
     "kernel_record",
+    "lr_bounds",
+    "lr_words",
     "model_provenance_table",
+    "models_markdown",
     "models_record",
     "models_table",
     "mtcnn_weight_files",
@@ -208,27 +262,42 @@ __all__ = [
     "parameters_hash",
     "parameters_table",
     "pdf_page_count",
+    "personas_table",
     "photos_table",
+    "population_description",
     "population_files",
     "population_record",
+    "population_relevance_markdown",
     "population_summary_table",
+    "processing_log_table",
     "question_markdown",
+    "questions_markdown",
     "read_csv",
     "read_faces",
     "read_json",
+    "read_tracks",
+    "reference_scores_table",
     "references_image_table",
+    "references_provenance_table",
     "render_pdf",
     "render_pdf_pages",
     "reproducibility_record",
     "rerun_command",
     "rerun_markdown",
     "sha256_file",
+    "show_contents",
+    "show_episode_stills",
     "show_episode_tracks",
     "show_figure",
     "show_markdown",
+    "show_optional_tables",
+    "show_persona_links",
+    "show_population_attributes",
     "show_table",
     "show_timelines",
     "show_warnings",
+    "stills_figure_path",
+    "strength_band",
     "table_html",
     "timeline",
     "title_markdown",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from likeness import case as case_module
+from likeness import processing_log
 from likeness.case import Case, load_case, override_analysis
 from likeness.errors import LikenessError, ReportError
 from likeness.files import write_json_atomic
@@ -107,6 +108,12 @@ def build_report(
         "kernel": kernel,
     }
     durations: dict[str, float] = {}
+    analysis_dir = report_dir / ANALYSIS_DIR
+    logged = processing_log.log_start(
+        analysis_dir, "report",
+        {"run_id": run_id, "out_root": str(out_root), "overrides": overrides,
+         "notebooks": str(source_dir), **case.analysis.as_dict()},
+    )
     try:
         tic = time.monotonic()
         inputs = collect_inputs(case, command=rerun_command(case, out_root, run_id, overrides))
@@ -116,7 +123,6 @@ def build_report(
         durations["hash_inputs"] = time.monotonic() - tic
 
         tic = time.monotonic()
-        analysis_dir = report_dir / ANALYSIS_DIR
         from likeness.analysis import analyze_case
 
         analyze_case(case, analysis_dir, progress=progress)
@@ -152,6 +158,8 @@ def build_report(
     except BaseException as exc:  # also KeyboardInterrupt: the folder must not look complete
         message = f"{type(exc).__name__}: {exc}"
         manifest.update(status="failed", error=message)
+        processing_log.log_end(analysis_dir, "report", logged, status="failed", results=[],
+                               message=message)
         finish_manifest(report_dir, manifest, started, durations)
         (report_dir / FAILED_FILE).write_text(f"{utc_now()}\n{message}\n", encoding="utf-8")
         (report_dir / RUNNING_FILE).unlink(missing_ok=True)
@@ -160,6 +168,10 @@ def build_report(
         # An unexpected error (a bug) still fails the report as a ReportError, with its cause.
         raise ReportError(f"report {report_dir} failed: {message}") from exc
     manifest["status"] = "complete"
+    processing_log.log_end(
+        analysis_dir, "report", logged,
+        results=[report_dir / name for name in ("report.pdf", "report.html", INPUTS_FILE)],
+    )
     finish_manifest(report_dir, manifest, started, durations)
     (report_dir / RUNNING_FILE).unlink(missing_ok=True)
     return report_dir
@@ -168,9 +180,10 @@ def build_report(
 def write_figures(case: Case, analysis_dir: Path) -> list[Path]:
     """Draw the run's figures into ``analysis_dir/figures`` (likeness.figures; deterministic,
     so drawing them again on a resumed run gives the same files)."""
-    from likeness import figures
+    from likeness import figures, stills
 
-    return figures.write_run_figures(case, analysis_dir)
+    return [*figures.write_run_figures(case, analysis_dir),
+            *stills.write_episode_stills(case, analysis_dir)]
 
 
 def copy_results(analysis_dir: Path, report_dir: Path) -> list[Path]:

@@ -22,7 +22,9 @@ TABLES_DIR = "tables"
 FIGURES_DIR = "figures"
 NOTEBOOKS_DIR = "notebooks"
 # Files the analysis writes that are result tables (copied to tables/).
-RESULT_TABLES = ("episodes.csv", "tracks.csv", "calibration.json", "warnings.csv")
+RESULT_TABLES = ("episodes.csv", "tracks.csv", "calibration.json", "warnings.csv",
+                 # issue 7's tables, copied when the analysis wrote them
+                 "personas.csv", "sensitivity.csv", "calibrators.csv", "models.csv")
 RESULT_TABLE_DIRS = ("timeline",)
 # Files that describe a report folder rather than belong to it: never hashed as outputs.
 UNHASHED = (MANIFEST_FILE, RUNNING_FILE, FAILED_FILE)

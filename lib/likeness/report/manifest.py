@@ -120,6 +120,16 @@ def kernel_record(kernel_name: str = KERNEL_NAME) -> dict[str, Any]:
     return {"name": kernel_name, "argv0": spec.argv[0], "resource_dir": spec.resource_dir}
 
 
+# The SHA-256 of MTCNN's weight files as shipped in the facenet-pytorch version the lock pins
+# (requirements.lock): detection depends on them, so they are pinned like the face model's.
+# Another facenet-pytorch version has no pin here and the report says so.
+MTCNN_PINNED_SHA256 = {
+    ("2.6.0", "onet"): "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+    ("2.6.0", "pnet"): "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+    ("2.6.0", "rnet"): "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+}
+
+
 def mtcnn_weight_files() -> list[Path]:
     """facenet-pytorch's MTCNN weight files (pnet, rnet, onet), which detection depends on."""
     import importlib.util
@@ -199,6 +209,7 @@ def models_record(model_name: str) -> list[dict[str, Any]]:
                 "path": str(weights),
                 "licence": "MIT (facenet-pytorch)",
                 "provenance": f"facenet-pytorch {facenet_version} package data",
+                "pinned_sha256": MTCNN_PINNED_SHA256.get((facenet_version, weights.stem)),
                 **{k: v for k, v in file_record(weights).items() if k != "path"},
             }
         )

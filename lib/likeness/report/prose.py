@@ -11,57 +11,107 @@ import numpy as np
 import pandas as pd
 
 from likeness.case import Case
+from likeness.report import columns
 from likeness.report.layout import ANALYSIS_DIR
-from likeness.report.scale import verbal_equivalent
-from likeness.report.views_evidence import calibration_record, intake_record
-from likeness.report.views_results import episodes_results, format_log10_lr
+from likeness.report.manifest import models_record
+from likeness.report.scale import band_counts, verbal_equivalent
+from likeness.report.views_evidence import intake_record
+from likeness.report.views_results import (
+    SCREEN_TIME,
+    STRONGEST_EVIDENCE,
+    bounded_text,
+    episodes_results,
+    format_log10_lr,
+    lr_bounds,
+    read_tracks,
+)
+
+
+def lr_words(log10_lr: float) -> str:
+    """A log10 LR as a plain likelihood ratio: "about 220", "about 3.2", "about 1/40"."""
+    lr = 10 ** float(log10_lr)
+    if lr >= 10:
+        return f"about {lr:,.0f}"
+    if lr >= 0.1:
+        return f"about {lr:.2f}"
+    return f"about 1/{1 / lr:,.0f}"
 
 
 def findings_markdown(case: Case, run_dir: str | os.PathLike[str]) -> str:
-    """The findings in sentences, from ``episodes.csv``: which episodes support H1, then one
-    bullet per episode with its strongest evidence, screen time and lineup rank."""
+    """The findings as evaluative reporting, from ``episodes.csv`` and ``tracks.csv``.
+
+    First the number of episodes in each strength band of the strongest evidence (no line
+    between "supports" and "does not"), then one bullet per episode: the strongest evidence
+    (its strongest track's log10 LR, the same number as in the tables and figures) with its
+    interval and verbal equivalent, every other track whose LR exceeds 1, the lineup rank,
+    and the claimant's screen time with the declared screen-time operating point."""
     e = episodes_results(run_dir)
-    cal = calibration_record(run_dir).get("calibrator") or {}
-    bounds = [cal.get("lower_log10_lr"), cal.get("upper_log10_lr")]
-    supports_h1 = e.loc[e["max_log10_lr"] > case.analysis.operating_point_log10_lr, "episode"]
-    if len(supports_h1):
-        lead = (
-            f"In {len(supports_h1)} of {len(e)} episodes ({', '.join(supports_h1)}) the strongest "
-            f"face track gives a log10 LR above the operating point "
-            f"({case.analysis.operating_point_log10_lr:+g}), i.e. the findings support H1; "
-            "in the others they do not."
-        )
-    else:
-        lead = (
-            f"In none of the {len(e)} episodes does any face track give a log10 LR above the "
-            f"operating point ({case.analysis.operating_point_log10_lr:+g})."
-        )
-    lines = [lead, ""]
-    for row in e.itertuples(index=False):
-        if row.n_faces == 0:
-            lines.append(f"- **{row.episode}**: no face in the analysed frames; no evidence "
+    tracks = read_tracks(run_dir)
+    bounds = lr_bounds(run_dir)
+    counts = band_counts(e["max_log10_lr"].where(e["n_faces"] > 0), e["episode"])
+    point = case.analysis.operating_point_log10_lr
+    lines = [
+        f"The {STRONGEST_EVIDENCE} of an episode is the log10 LR of its strongest face track. "
+        f"Over the {len(e)} episodes it falls in these bands of the ENFSI scale (section 9):",
+        "",
+    ]
+    for band in counts.itertuples(index=False):
+        which = f" ({band.which})" if band.episodes else ""
+        words = f" — {band[1]}" if band[1] else ""
+        lines.append(f"- **{band[0]}**{words}: {band.episodes} "
+                     f"episode{'s' if band.episodes != 1 else ''}{which}")
+    lines += [
+        "",
+        "Each likelihood ratio is reported with its strength; none is turned into a yes or a "
+        "no. The episodes, one by one:",
+        "",
+    ]
+    for r in e.to_dict("records"):
+        episode = r["episode"]
+        if r["n_faces"] == 0:
+            lines.append(f"- **{episode}**: no face in the analysed frames; no evidence "
                          "either way.")
             continue
-        if pd.isna(row.max_log10_lr):
-            lines.append(f"- **{row.episode}**: {row.n_faces} faces; no likelihood ratio "
-                         f"({row.warning}).")
+        if pd.isna(r["max_log10_lr"]):
+            lines.append(f"- **{episode}**: {r['n_faces']} faces; no likelihood ratio "
+                         f"({r['warning']}).")
             continue
-        lr = 10 ** row.max_log10_lr
-        lr_text = f"{lr:,.0f}" if lr >= 10 else (f"{lr:.2f}" if lr >= 0.1 else f"1/{1 / lr:,.0f}")
-        details = [f"LR about {lr_text}"]
-        if any(b is not None and np.isclose(row.max_log10_lr, b) for b in bounds):
-            details.append("at the bound of the calibration")
-        if not (np.isclose(row.max_log10_lr_lo, row.max_log10_lr)
-                and np.isclose(row.max_log10_lr_hi, row.max_log10_lr)):
-            details.append(f"95% interval {format_log10_lr(row.max_log10_lr_lo)} to "
-                           f"{format_log10_lr(row.max_log10_lr_hi)}")
-        lines.append(
-            f"- **{row.episode}**: strongest track log10 LR "
-            f"**{format_log10_lr(row.max_log10_lr)}** "
-            f"({'; '.join(details)}), {verbal_equivalent(row.max_log10_lr)}; claimant on "
-            f"screen {row.claimant_seconds:.1f} s of {row.face_seconds:.1f} s with faces; "
-            f"lineup rank {row.best_track_lineup_rank} of {row.lineup_n}."
+        value = r["max_log10_lr"]
+        details = [f"LR {lr_words(value)}"]
+        if bounded_text(value, bounds).startswith(("\u2265", "\u2264")):
+            details.append("at the bound of the calibration: at least this strong")
+        if pd.notna(r["max_log10_lr_lo"]) and not (
+            np.isclose(r["max_log10_lr_lo"], value) and np.isclose(r["max_log10_lr_hi"], value)
+        ):
+            details.append(f"95% interval {format_log10_lr(r['max_log10_lr_lo'])} to "
+                           f"{format_log10_lr(r['max_log10_lr_hi'])}")
+        persona = r.get(columns.EPISODE_PERSONA)
+        persona_text = f", persona {persona}" if isinstance(persona, str) and persona else ""
+        text = (
+            f"- **{episode}**: {STRONGEST_EVIDENCE} log10 LR "
+            f"**{bounded_text(value, bounds)}** ({'; '.join(details)}), "
+            f"{verbal_equivalent(value)}, from track {int(r['best_track_id'])}{persona_text}; "
+            f"lineup rank {r['best_track_lineup_rank']} of {r['lineup_n']}"
         )
+        if pd.notna(r.get(columns.EPISODE_LINEUP_LR, np.nan)):
+            text += f" (lineup log10 LR {format_log10_lr(r[columns.EPISODE_LINEUP_LR])})"
+        others = tracks[(tracks["episode"] == episode) & (tracks["log10_lr"] > 0)
+                        & (tracks["track_id"] != r["best_track_id"])]
+        if len(others):
+            listed = ", ".join(f"track {int(o.track_id)} {bounded_text(o.log10_lr, bounds)}"
+                               for o in others.itertuples(index=False))
+            text += f"; other tracks with LR above 1: {listed}"
+        if pd.notna(r["claimant_seconds"]):
+            text += (f"; {SCREEN_TIME} {r['claimant_seconds']:.1f} s of "
+                     f"{r['face_seconds']:.1f} s with faces")
+        lines.append(text + ".")
+    lines += [
+        "",
+        f"*{SCREEN_TIME.capitalize()}* counts the time with a face whose log10 LR exceeds the "
+        f"declared **screen-time operating point** ({point:+g}, a parameter of the analysis, "
+        "section 4). That parameter decides the screen time only; it decides nothing about "
+        "the strength of the evidence.",
+    ]
     return "\n".join(lines)
 
 
@@ -77,16 +127,35 @@ def question_markdown(case: Case) -> str:
     )
 
 
+def models_markdown(case: Case) -> str:
+    """How the weight files are pinned, from the same record as the model table (so the text
+    and the table cannot disagree)."""
+    records = models_record(case.analysis.model)
+    pinned = [m for m in records if m.get("pinned_sha256")]
+    matching = [m for m in pinned if m["pinned_sha256"] == m.get("sha256")]
+    unpinned = [m["name"] for m in records if not m.get("pinned_sha256")]
+    text = (f"The analysis used {len(records)} weight files. {len(pinned)} of them are pinned by "
+            f"SHA-256 (the face model in likeness's model registry, the face detector's MTCNN "
+            f"files for the facenet-pytorch version of the lock file), and {len(matching)} "
+            "of the pinned files match their pin on the files used.")
+    if unpinned:
+        text += f" Without a pin: {', '.join(unpinned)}; their measured SHA-256 is recorded."
+    if len(matching) < len(pinned):
+        text += " **A weight file differs from its pin: the results are not reproducible.**"
+    return text
+
+
 def title_markdown(case: Case, run_dir: str | os.PathLike[str]) -> str:
     """The report's title block: title, case id, claimant, dates."""
     intake = intake_record(run_dir)
-    taken_in = str(intake.get("intake_time_utc", "?")).replace("T", " ").replace("+00:00", "")
+    hashed = str(intake.get("intake_time_utc", "?")).replace("T", " ").replace("+00:00", "")
     run = Path(run_dir).resolve()
     folder = f" · report {run.parent.name}" if run.name == ANALYSIS_DIR else ""
     return (
         f"# Expert report: {case.title}\n\n"
         f"Case **{case.case_id}**{folder} · claimant **{case.claimant_name}** · "
-        f"{len(case.episodes)} episodes · evidence taken in {taken_in} UTC"
+        f"{len(case.episodes)} episodes · evidence hashed for this analysis on {hashed} UTC "
+        "(when and where each file was obtained: section 4)"
     )
 
 

@@ -57,6 +57,13 @@ img, svg { max-width: 100%; height: auto; }
              break-inside: avoid; text-align: center; }
 h2[id^="Appendix"] { break-before: page; }
 blockquote { margin: 4pt 0 4pt 10pt; padding-left: 8pt; border-left: 2pt solid #999; }
+ul.contents { list-style: none; padding-left: 0; margin: 0 0 6pt 0; }
+ul.contents li { margin: 1pt 0; }
+ul.contents a { color: #111; text-decoration: none; }
+ul.contents a::after { content: leader('.') " " target-counter(attr(href), page); }
+table.signature { width: 100%; margin-top: 24pt; border: none; font-size: 9pt; }
+table.signature td { border: none; padding: 16pt 4pt 4pt 0; }
+.figure-grid { break-inside: avoid; }
 @media screen {
   body { padding: 2em; }
 }
@@ -100,6 +107,8 @@ def export_html(
         exclude_output_prompt=True,
     )
     body, _ = exporter.from_notebook_node(nb)
+    if CONTENTS_PLACEHOLDER in body:
+        body = body.replace(CONTENTS_PLACEHOLDER, contents_html(body), 1)
     # The running header goes into a CSS string: keep it to characters that need no escaping.
     header = re.sub(r'["\\\n<>]', " ", running_header)
     page = _PAGE.format(
@@ -283,3 +292,39 @@ def figure_grid_html(
     return f'<div class="figure-grid">{"".join(cells)}</div>{caption_html}'
 
 
+
+
+CONTENTS_PLACEHOLDER = '<div class="contents-placeholder"></div>'
+_H2 = re.compile(r'<h2 id="([^"]+)"[^>]*>(.*?)</h2>', re.S)
+
+
+def show_contents():
+    """A placeholder the HTML export replaces with the table of contents (every section
+    heading, each with its page number in the PDF)."""
+    from IPython.display import HTML
+
+    return HTML(CONTENTS_PLACEHOLDER)
+
+
+def contents_html(body: str) -> str:
+    """The table of contents of an exported body: one link per ``<h2>`` except "Contents";
+    the PDF style sheet adds each target's page number."""
+    items = []
+    for anchor, inner in _H2.findall(body):
+        text = re.sub(r"<[^>]+>", "", inner).replace("¶", "").strip()
+        if text.lower() == "contents":
+            continue
+        items.append(f'<li><a href="#{anchor}">{html.escape(text, quote=False)}</a></li>')
+    return f'<ul class="contents">{"".join(items)}</ul>'
+
+
+def pdf_text(pdf_path: Path) -> str:
+    """The text of every page of a PDF (pypdfium2), pages separated by form feeds: what a
+    reader's search finds, used to check the report's numbers against its tables."""
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(str(pdf_path))
+    try:
+        return "\f".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    finally:
+        pdf.close()

@@ -47,3 +47,36 @@ def verbal_scale_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+
+
+# The bands the findings count episodes in: the ENFSI scale's boundaries at LR 1, 10 and 100,
+# with everything from 100 up in one band (rows: lower log10 LR inclusive, upper exclusive,
+# name, the verbal equivalents it spans). An episode with no face has no LR and no band.
+STRENGTH_BANDS = (
+    (2.0, float("inf"), "LR 100 or more", "moderately strong support for H1 or stronger"),
+    (1.0, 2.0, "LR 10 to 100", "moderate support for H1"),
+    (0.0, 1.0, "LR 1 to 10", "weak support for H1, or none (LR about 1)"),
+    (float("-inf"), 0.0, "LR below 1", "support for H2 (weak or stronger), or none"),
+)
+NO_BAND = "no likelihood ratio (no face analysed, or no calibration)"
+
+
+def strength_band(log10_lr: float | None) -> str:
+    """The name of the strength band a log10 LR falls in (``NO_BAND`` for a missing LR)."""
+    if log10_lr is None or not pd.notna(log10_lr):
+        return NO_BAND
+    return next(name for lo, hi, name, _ in STRENGTH_BANDS if lo <= float(log10_lr) < hi)
+
+
+def band_counts(values: pd.Series, labels: pd.Series) -> pd.DataFrame:
+    """How many of ``values`` (log10 LRs, labelled by ``labels``) fall in each strength band,
+    strongest band first; every band is listed, also when empty."""
+    bands = [strength_band(v) for v in values]
+    rows = []
+    for name, words in [(b[2], b[3]) for b in STRENGTH_BANDS] + [(NO_BAND, "")]:
+        members = [str(label) for label, band in zip(labels, bands, strict=True) if band == name]
+        if name == NO_BAND and not members:
+            continue
+        rows.append({"strength band": name, "verbal equivalents": words,
+                     "episodes": len(members), "which": ", ".join(members) or "–"})
+    return pd.DataFrame(rows)

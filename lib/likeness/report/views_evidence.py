@@ -107,8 +107,8 @@ def parameters_table(case: Case) -> pd.DataFrame:
         "min_face_size": "smallest face searched for, in pixels",
         "min_detection_prob": "detections below this probability are not faces",
         "top_k": "a face's score: mean of its k best similarities to the photos of a person",
-        "operating_point_log10_lr": "log10 LR beyond which a face counts as the claimant "
-        "in the screen time",
+        "operating_point_log10_lr": "screen-time operating point: the log10 LR above which a "
+        "face counts toward the claimant's screen time; it decides nothing else",
         "bootstrap_samples": "bootstrap replicates of the 95% intervals",
         "seed": "seed of every random choice (population split, bootstrap)",
         "max_photos_per_identity": "population photos used per identity",
@@ -351,10 +351,11 @@ def calibration_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         ("claimant reference photos used", c.get("n_reference_photos")),
         ("population identities (usable)", c.get("n_population_identities")),
         ("population photos (usable)", c.get("n_population_photos")),
-        ("identities in the calibration half", len(split.get("calibration", []))),
-        ("identities in the validation half", len(split.get("validation", []))),
-        ("same-source scores (calibration)", cal.get("n_same_source")),
-        ("different-source scores (calibration)", cal.get("n_different_source")),
+        ("identities drawn into the calibration half", len(split.get("calibration", []))),
+        ("identities drawn into the validation half", len(split.get("validation", []))),
+        ("identities of the calibration half with scores", cal.get("n_identities")),
+        ("same-source scores, calibration half", cal.get("n_same_source")),
+        ("different-source scores, calibration half", cal.get("n_different_source")),
         ("calibrator", f"{cal.get('calibrator', 'none')} ({cal.get('library', '')})"),
     ]
     rows += [(f"  {k.replace('_', ' ')}", v) for k, v in params.items()]
@@ -362,7 +363,7 @@ def calibration_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         ("bounds", cal.get("bounder", "")),
         ("lowest reportable log10 LR", cal.get("lower_log10_lr")),
         ("highest reportable log10 LR", cal.get("upper_log10_lr")),
-        ("operating point (log10 LR)", c.get("operating_point_log10_lr")),
+        ("screen-time operating point (log10 LR)", c.get("operating_point_log10_lr")),
         ("seed", c.get("seed")),
     ]
     return pd.DataFrame(
@@ -378,9 +379,10 @@ def validation_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         return pd.DataFrame({"metric": ["validation"], "value": ["not possible (see warnings)"],
                              "meaning": [""]})
     meaning = {
-        "n_identities": "identities in the validation half (none used for calibration)",
-        "n_same_source": "same-source comparisons (H1 true)",
-        "n_different_source": "different-source comparisons (H2 true)",
+        "n_identities": "identities of the validation half with scores (none used for "
+        "calibration)",
+        "n_same_source": "same-source comparisons of the validation half (H1 true)",
+        "n_different_source": "different-source comparisons of the validation half (H2 true)",
         "eer": "equal error rate of the scores",
         "cllr": "log-likelihood-ratio cost of the LRs (0 perfect, 1 uninformative)",
         "cllr_min": "Cllr after optimal calibration (discrimination loss)",
@@ -391,8 +393,9 @@ def validation_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         "min_log10_lr": "lowest log10 LR",
         "max_log10_lr": "highest log10 LR",
     }
-    label = {"n_identities": "identities", "n_same_source": "same-source comparisons",
-             "n_different_source": "different-source comparisons", "eer": "EER",
+    label = {"n_identities": "identities of the validation half with scores",
+             "n_same_source": "same-source scores, validation half",
+             "n_different_source": "different-source scores, validation half", "eer": "EER",
              "cllr": "Cllr", "cllr_min": "Cllr_min", "cllr_cal": "Cllr_cal",
              "misleading_same_source": "misleading, same source",
              "misleading_different_source": "misleading, different source",

@@ -8,14 +8,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from likeness.case import Case
+from likeness.report import columns
 from likeness.report.layout import ANALYSIS_DIR, INPUTS_FILE
 from likeness.report.manifest import collect_inputs
 from likeness.report.render import figure_grid_html, figure_path, show_table
 from likeness.report.scale import verbal_equivalent
-from likeness.report.views_evidence import read_csv, track_summary_table
+from likeness.report.views_evidence import calibration_record, read_csv, track_summary_table
 
 
 def episodes_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
@@ -23,49 +25,97 @@ def episodes_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return read_csv(Path(run_dir) / "episodes.csv", dtype={"episode": str})
 
 
+# The one name of each concept, used alike in the summary, the tables and the figures.
+STRONGEST_EVIDENCE = "strongest evidence"  # the log10 LR of the episode's strongest track
+SCREEN_TIME = "claimant screen time"
+
+
+def interval_text(lo: Any, hi: Any, fmt: str = "+.2f") -> str:
+    """`` [lo, hi]`` with no-break spaces, or nothing when either end is missing."""
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    return f"\u00a0[{format(lo, fmt)},\u00a0{format(hi, fmt)}]"
+
+
+def lr_bounds(run_dir: str | os.PathLike[str]) -> tuple[float | None, float | None]:
+    """The lowest and highest reportable log10 LR of the run's calibrator (None: unbounded)."""
+    cal = calibration_record(run_dir).get("calibrator") or {}
+    return cal.get("lower_log10_lr"), cal.get("upper_log10_lr")
+
+
+def bounded_text(value: float, bounds: tuple[float | None, float | None]) -> str:
+    """A log10 LR as text, written as a bound ("≥ +3.20") when it sits at the calibration's
+    highest reportable value, ("≤ -3.10") at its lowest: the true value may lie beyond."""
+    lo, hi = bounds
+    if value is None or pd.isna(value):
+        return "–"
+    if hi is not None and np.isclose(value, hi):
+        return f"\u2265\u00a0{value:+.2f}"
+    if lo is not None and np.isclose(value, lo):
+        return f"\u2264\u00a0{value:+.2f}"
+    return f"{value:+.2f}"
+
+
 def episodes_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """The per-episode results for the report: faces and tracks, screen time, the claimant's
-    share with its 95% interval, the strongest evidence with its 95% interval, the typical
-    face, the lineup rank and the verbal equivalent of the strongest LR."""
+    """The per-episode results: the strongest evidence (the strongest track's log10 LR) with its
+    95% interval and verbal equivalent, the track that carries it, the lineup rank, the
+    claimant's screen time, and issue 7's columns when the analysis wrote them."""
     e = episodes_results(run_dir)
-
-    def with_interval(value: Any, lo: Any, hi: Any, fmt: str) -> str:
-        if pd.isna(value):
-            return "–"
-        text = format(value, fmt)
-        if pd.isna(lo) or pd.isna(hi):
-            return text
-        # No-break spaces: an interval is read as one item and must not wrap.
-        return f"{text}\u00a0[{format(lo, fmt)},\u00a0{format(hi, fmt)}]"
-
+    bounds = lr_bounds(run_dir)
     rows = []
-    for r in e.itertuples(index=False):
-        rows.append({
-            "episode": r.episode,
-            "faces (tracks)": f"{r.n_faces} ({r.n_tracks})",
-            "claimant s / face s": "–" if pd.isna(r.claimant_seconds)
-            else f"{r.claimant_seconds:.1f}\u00a0/\u00a0{r.face_seconds:.1f}",
-            "claimant share [95% CI]": with_interval(
-                r.claimant_share, r.claimant_share_lo, r.claimant_share_hi, ".2f"),
-            "max log10 LR [95% CI]": with_interval(
-                r.max_log10_lr, r.max_log10_lr_lo, r.max_log10_lr_hi, "+.2f")
-            if r.n_faces else "–",
-            "median log10 LR": format_log10_lr(r.median_log10_lr) if r.n_faces else "–",
-            "lineup rank": f"{r.best_track_lineup_rank}\u00a0of\u00a0{r.lineup_n}"
-            if r.best_track_lineup_rank else "–",
-            "strongest evidence": verbal_equivalent(r.max_log10_lr) if r.n_faces else "no face",
-        })
+    for r in e.to_dict("records"):
+        has_lr = bool(r["n_faces"]) and pd.notna(r["max_log10_lr"])
+        strongest = "–"
+        if has_lr:
+            strongest = bounded_text(r["max_log10_lr"], bounds) + interval_text(
+                r["max_log10_lr_lo"], r["max_log10_lr_hi"])
+        row = {
+            "episode": r["episode"],
+            "faces (tracks)": f"{r['n_faces']} ({r['n_tracks']})",
+            f"{STRONGEST_EVIDENCE}, log10 LR [95% CI]": strongest,
+            "verbal equivalent": verbal_equivalent(r["max_log10_lr"]) if has_lr
+            else ("no face" if not r["n_faces"] else "no likelihood ratio"),
+            "strongest track": str(int(r["best_track_id"])) if has_lr else "–",
+            "lineup rank": f"{r['best_track_lineup_rank']}\u00a0of\u00a0{r['lineup_n']}"
+            if r["best_track_lineup_rank"] else "–",
+            f"{SCREEN_TIME} s / face s": "–" if pd.isna(r["claimant_seconds"])
+            else f"{r['claimant_seconds']:.1f}\u00a0/\u00a0{r['face_seconds']:.1f}",
+        }
+        if columns.EPISODE_PERSONA in r:
+            persona = r[columns.EPISODE_PERSONA]
+            row["persona"] = persona if isinstance(persona, str) and persona else "–"
+        for name in (columns.EPISODE_LINEUP_LR, columns.EPISODE_PERFORMER_LR):
+            if name in r:
+                row[columns.EPISODE_OPTIONAL[name]] = format_log10_lr(r[name])
+        if columns.EPISODE_FACE_SECONDS in r:
+            row[columns.EPISODE_OPTIONAL[columns.EPISODE_FACE_SECONDS]] = (
+                "–" if pd.isna(r[columns.EPISODE_FACE_SECONDS])
+                else f"{r[columns.EPISODE_FACE_SECONDS]:.1f}")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def tracks_table(run_dir: str | os.PathLike[str], *, top: int | None = None) -> pd.DataFrame:
-    """``tracks.csv`` for the report, strongest tracks first (``top``: keep that many)."""
+def read_tracks(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """``tracks.csv``, strongest tracks first (ties: episode, then track id)."""
     t = read_csv(Path(run_dir) / "tracks.csv", dtype={"episode": str})
-    t = t.sort_values(["log10_lr", "episode", "track_id"], ascending=[False, True, True],
-                      kind="stable")
+    return t.sort_values(["log10_lr", "episode", "track_id"], ascending=[False, True, True],
+                         kind="stable").reset_index(drop=True)
+
+
+def tracks_table(
+    run_dir: str | os.PathLike[str], *, top: int | None = None, episode: str | None = None
+) -> pd.DataFrame:
+    """The per-track table, strongest tracks first (``top``: keep that many; ``episode``: one
+    episode's tracks only). The track's log10 LR is the number every other section calls
+    the track's evidence; issue 7's columns are shown when present."""
+    t = read_tracks(run_dir)
+    if episode is not None:
+        t = t[t["episode"] == episode]
     if top is not None:
         t = t.head(top)
-    return pd.DataFrame({
+    bounds = lr_bounds(run_dir)
+    lo_col, hi_col = columns.TRACK_LR_INTERVAL
+    out = pd.DataFrame({
         "episode": t["episode"],
         "track": t["track_id"],
         "from s": t["start_s"],
@@ -73,10 +123,19 @@ def tracks_table(run_dir: str | os.PathLike[str], *, top: int | None = None) -> 
         "faces": t["n_faces"],
         "mean quality": t["mean_quality"],
         "score": t["score"],
-        "log10 LR": t["log10_lr"],
+        "log10 LR": [
+            bounded_text(v, bounds) + interval_text(lo, hi)
+            for v, lo, hi in zip(t["log10_lr"], t.get(lo_col, pd.Series(np.nan, t.index)),
+                                 t.get(hi_col, pd.Series(np.nan, t.index)), strict=True)
+        ],
+        "verbal equivalent": [verbal_equivalent(v) for v in t["log10_lr"]],
         "lineup rank": [f"{r} of {n}" for r, n in zip(t["lineup_rank"], t["lineup_n"],
                                                        strict=True)],
-    }).reset_index(drop=True)
+    })
+    for name, label in columns.TRACK_OPTIONAL.items():
+        if name in t and name not in columns.TRACK_LR_INTERVAL:
+            out[label] = t[name].fillna("") if name == columns.TRACK_PERSONA else t[name]
+    return out.reset_index(drop=True)
 
 
 def timeline(run_dir: str | os.PathLike[str], episode: str) -> pd.DataFrame:
