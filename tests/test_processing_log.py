@@ -23,7 +23,7 @@ def test_log_appends_start_and_end_with_result_hashes(tmp_path):
     assert entries[1]["result_sha256"] == {"episodes.csv": sha256_file(tmp_path / "episodes.csv")}
     table = processing_log_table(tmp_path)
     assert table["step"].tolist() == ["analyze", "report"]
-    assert table["status"].tolist() == ["ok", "did not end"]
+    assert table["status"].tolist() == ["ok", "running or stopped"]
     assert table["results hashed"].tolist() == [1, 0]
     assert "sample_fps=5.0" in table["parameters"].iloc[0]
 

@@ -52,7 +52,7 @@ def findings_markdown(case: Case, run_dir: str | os.PathLike[str]) -> str:
     point = case.analysis.operating_point_log10_lr
     lines = [
         f"The {STRONGEST_EVIDENCE} of an episode is the log10 LR of its strongest face track. "
-        f"Over the {len(e)} episodes it falls in these bands of the ENFSI scale (section 9):",
+        f"Over the {len(e)} episodes it falls in these bands of the ENFSI verbal scale:",
         "",
     ]
     for band in counts.itertuples(index=False):
@@ -109,7 +109,7 @@ def findings_markdown(case: Case, run_dir: str | os.PathLike[str]) -> str:
         "",
         f"*{SCREEN_TIME.capitalize()}* counts the time with a face whose log10 LR exceeds the "
         f"declared **screen-time operating point** ({point:+g}, a parameter of the analysis, "
-        "section 4). That parameter decides the screen time only; it decides nothing about "
+        "section 5). That parameter decides the screen time only; it decides nothing about "
         "the strength of the evidence.",
     ]
     return "\n".join(lines)

@@ -63,7 +63,6 @@ ul.contents a { color: #111; text-decoration: none; }
 ul.contents a::after { content: leader('.') " " target-counter(attr(href), page); }
 table.signature { width: 100%; margin-top: 24pt; border: none; font-size: 9pt; }
 table.signature td { border: none; padding: 16pt 4pt 4pt 0; }
-.figure-grid { break-inside: avoid; }
 @media screen {
   body { padding: 2em; }
 }

@@ -38,12 +38,13 @@ def show_episode_stills(case: Case, run_dir: str | os.PathLike[str], figure_numb
             continue
         best = tracks[tracks["episode"] == episode.id].iloc[0]
         caption = (
-            f"Figure {figure_number}{episode.id}. {episode.id}: the best-quality stills of its "
+            f"Figure {figure_number} ({episode.id}). The best-quality stills of its "
             f"strongest tracks (track {int(best['track_id'])} carries the episode's strongest "
             "evidence), each labelled with its track id and log10 LR as in the tables, below "
             "the reference photos with each photo's score against that track."
         )
-        display(HTML(figure_grid_html([path], [episode.id], caption, width_percent=100)))
+        # Two episodes to a page: the stills stay large enough to see the faces.
+        display(HTML(figure_grid_html([path], [episode.id], caption, width_percent=62)))
 
 
 def reference_scores_table(case: Case, run_dir: str | os.PathLike[str]) -> pd.DataFrame:

@@ -87,7 +87,8 @@ def footage_provenance_table(case: Case) -> pd.DataFrame:
 
 def processing_log_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The run folder's processing log: one row per step that ended (or started and never
-    ended), with its times, status, parameters' digest and the result files it hashed."""
+    ended: "running or stopped"; the report's own step is still running when its page is
+    written), with its times, status, parameters' digest and the result files it hashed."""
     log = processing_log.read_log(run_dir)
     rows = []
     for entry in log.to_dict("records"):
@@ -99,14 +100,14 @@ def processing_log_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
                 "command": entry.get("command") or "",
                 "parameters": ", ".join(f"{k}={json.dumps(v)}" for k, v in
                                         sorted(parameters.items())),
-                "status": "did not end",
+                "status": "running or stopped",
                 "seconds": float("nan"),
                 "results_hashed": 0,
             })
         else:
             # An end closes the latest open start of its step (steps nest: report > analyze).
             open_rows = [r for r in rows
-                         if r["step"] == entry["step"] and r["status"] == "did not end"]
+                         if r["step"] == entry["step"] and r["status"] == "running or stopped"]
             if open_rows:
                 open_rows[-1].update(status=entry.get("status") or "",
                                      seconds=entry.get("seconds"),

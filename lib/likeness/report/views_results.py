@@ -30,9 +30,12 @@ STRONGEST_EVIDENCE = "strongest evidence"  # the log10 LR of the episode's stron
 SCREEN_TIME = "claimant screen time"
 
 
-def interval_text(lo: Any, hi: Any, fmt: str = "+.2f") -> str:
-    """`` [lo, hi]`` with no-break spaces, or nothing when either end is missing."""
+def interval_text(lo: Any, hi: Any, fmt: str = "+.2f", *, value: Any = None) -> str:
+    """`` [lo, hi]`` with no-break spaces, or nothing when either end is missing or both ends
+    equal ``value`` (a value held at a bound: the bound says it)."""
     if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    if value is not None and pd.notna(value) and np.isclose(lo, value) and np.isclose(hi, value):
         return ""
     return f"\u00a0[{format(lo, fmt)},\u00a0{format(hi, fmt)}]"
 
@@ -68,7 +71,7 @@ def episodes_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         strongest = "–"
         if has_lr:
             strongest = bounded_text(r["max_log10_lr"], bounds) + interval_text(
-                r["max_log10_lr_lo"], r["max_log10_lr_hi"])
+                r["max_log10_lr_lo"], r["max_log10_lr_hi"], value=r["max_log10_lr"])
         row = {
             "episode": r["episode"],
             "faces (tracks)": f"{r['n_faces']} ({r['n_tracks']})",
@@ -124,7 +127,7 @@ def tracks_table(
         "mean quality": t["mean_quality"],
         "score": t["score"],
         "log10 LR": [
-            bounded_text(v, bounds) + interval_text(lo, hi)
+            bounded_text(v, bounds) + interval_text(lo, hi, value=v)
             for v, lo, hi in zip(t["log10_lr"], t.get(lo_col, pd.Series(np.nan, t.index)),
                                  t.get(hi_col, pd.Series(np.nan, t.index)), strict=True)
         ],
