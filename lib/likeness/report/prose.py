@@ -105,12 +105,15 @@ def findings_markdown(case: Case, run_dir: str | os.PathLike[str]) -> str:
             text += (f"; {SCREEN_TIME} {r['claimant_seconds']:.1f} s of "
                      f"{r['face_seconds']:.1f} s with faces")
         lines.append(text + ".")
+    # Issue 7 counts screen time per track and keeps the face-by-face count beside it.
+    counted = ("the whole duration of each track whose log10 LR exceeds"
+               if columns.EPISODE_FACE_SECONDS in e.columns
+               else "the time with a face whose log10 LR exceeds")
     lines += [
         "",
-        f"*{SCREEN_TIME.capitalize()}* counts the time with a face whose log10 LR exceeds the "
-        f"declared **screen-time operating point** ({point:+g}, a parameter of the analysis, "
-        "section 5). That parameter decides the screen time only; it decides nothing about "
-        "the strength of the evidence.",
+        f"*{SCREEN_TIME.capitalize()}* counts {counted} the declared **screen-time operating "
+        f"point** ({point:+g}, a parameter of the analysis, section 5). That parameter decides "
+        "the screen time only; it decides nothing about the strength of the evidence.",
     ]
     return "\n".join(lines)
 
