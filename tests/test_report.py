@@ -63,7 +63,7 @@ def test_report_folder_holds_every_deliverable(reports):
         assert (folder / "notebooks" / f"{name}.ipynb").is_file(), name
     figures = {p.name for p in (folder / "figures").iterdir()}
     for stem in ["episodes", "tippett", "ece", "score_distributions", "contact_sheet",
-                 "timeline_orig", "timeline_elon"]:
+                 "timeline_orig", "timeline_elon", "stills_orig", "stills_elon"]:
         assert {f"{stem}.png", f"{stem}.svg"} <= figures, stem
     assert not (folder / "RUNNING").exists() and not (folder / "FAILED").exists()
     assert manifest(folder)["status"] == "complete"
@@ -84,11 +84,11 @@ def test_pdf_has_pages_a_reader_can_see(reports, tmp_path):
 def test_html_is_the_expert_report_with_code_hidden(reports):
     text = (reports[0] / "report.html").read_text("utf-8")
     assert "report.show_table" not in text and "open_run(" not in text  # no code
-    sections = ["1. The question and the propositions", "2. Summary of findings",
-                "3. The evidence and its integrity", "4. Method", "5. Models",
-                "6. The population and the calibration data", "7. Validation",
-                "8. Results per episode", "9. The verbal scale", "10. Limitations",
-                "Appendix: reproducibility"]
+    sections = ["Contents", "1. The questions and the propositions", "2. Summary of findings",
+                "3. The faces the findings are about", "4. The evidence and its integrity",
+                "5. Method", "6. Models", "7. The population and the calibration data",
+                "8. Validation", "9. Results per episode", "10. The verbal scale",
+                "11. Limitations", "12. Declaration", "Appendix: reproducibility"]
     positions = [text.find(s) for s in sections]
     assert all(p > 0 for p in positions), dict(zip(sections, positions, strict=True))
     assert positions == sorted(positions)
@@ -240,3 +240,64 @@ def test_run_id_is_time_and_parameters_hash(small_case):
     other = override_analysis(case, {"seed": 7})
     assert report.parameters_hash(other) != report.parameters_hash(case)
     # Unknown overrides are refused: tests/test_case.py, test_overrides_are_checked_like_case_yaml.
+
+
+def test_counts_agree_across_the_pdf_and_the_tables(reports):
+    """The PDF's text (what a reader sees) against the tables: the strength bands of the
+    summary, the calibration and validation counts, the identities, the pinned weights."""
+    folder = reports[0]
+    text = re.sub(r"\s+", " ", report.pdf_text(folder / "report.pdf"))
+    episodes = pd.read_csv(folder / "tables/episodes.csv", dtype={"episode": str})
+    # Evaluative reporting: every episode counted in one strength band; no yes/no line.
+    bands = report.band_counts(episodes["max_log10_lr"].where(episodes["n_faces"] > 0),
+                               episodes["episode"])
+    assert bands["episodes"].sum() == len(episodes)
+    for band in bands.itertuples(index=False):
+        plural = "s" if band.episodes != 1 else ""
+        words = f" — {band[1]}" if band[1] else ""
+        assert f"{band[0]}{words}: {band.episodes} episode{plural}" in text, band[0]
+    assert "do not" not in text.split("2. Summary of findings")[2].split("3. The faces")[0]
+    # One number per concept: each episode's strongest evidence, with its track, everywhere.
+    for row in episodes.itertuples(index=False):
+        assert f"{row.episode}: strongest evidence log10 LR" in text
+        assert f"from track {row.best_track_id}" in text
+        assert f"{row.max_log10_lr:+.2f}" in text
+    calibration = json.loads((folder / "tables/calibration.json").read_text("utf-8"))
+    cal, val = calibration["calibrator"], calibration["validation"]
+    for label, value in [
+        ("same-source scores, calibration half", cal["n_same_source"]),
+        ("different-source scores, calibration half", cal["n_different_source"]),
+        ("identities of the calibration half with scores", cal["n_identities"]),
+        ("same-source scores, validation half", val["n_same_source"]),
+        ("different-source scores, validation half", val["n_different_source"]),
+        ("identities of the validation half with scores", val["n_identities"]),
+        ("population identities (usable)", calibration["n_population_identities"]),
+    ]:
+        assert f"{label} {value}" in text, label
+    inputs = json.loads((folder / "inputs.json").read_text("utf-8"))
+    assert f"identities {inputs['population']['identities']}" in text
+    assert f"photos of {inputs['population']['identities']} identities" in text
+    # The weights: the text's claim is the table's (every file pinned and matching).
+    n_models = len(inputs["models"])
+    assert f"{n_models} of them are pinned" in text
+    assert f"{n_models} of the pinned files match" in text
+    assert "no pin" not in text
+    # Page numbers "n of N" and a table of contents with page numbers.
+    pages = report.pdf_page_count(folder / "report.pdf")
+    assert f"page {pages} of {pages}" in text
+    assert re.search(r"2\. Summary of findings \.* ?\d+", text)
+
+
+def test_report_shows_absent_provenance_and_the_processing_log(reports):
+    folder = reports[0]
+    text = re.sub(r"\s+", " ", report.pdf_text(folder / "report.pdf"))
+    assert "examiner not recorded" in text and "Declaration: not recorded" in text
+    assert "Signed:" in text and "Peer review by:" in text
+    log = [json.loads(line) for line in
+           (folder / "analysis/processing_log.jsonl").read_text("utf-8").splitlines()]
+    steps = [(e["event"], e["step"]) for e in log]
+    assert steps[:2] == [("start", "report"), ("start", "analyze")]
+    assert ("end", "analyze") in steps and steps[-1] == ("end", "report")
+    analyzed = next(e for e in log if e["event"] == "end" and e["step"] == "analyze")
+    assert analyzed["result_sha256"]["episodes.csv"] == report.sha256_file(
+        folder / "tables/episodes.csv")

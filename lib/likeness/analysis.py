@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from likeness import embeddings, faces, footage, models
+from likeness import embeddings, faces, footage, models, processing_log
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
 from likeness.files import (
@@ -397,6 +397,7 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
     """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    started = processing_log.log_start(run_dir, "analyze", case.analysis.as_dict())
     intake = ensure_intake(case, run_dir)
     _check_run_folder(case, run_dir)
     torch.manual_seed(case.analysis.seed)
@@ -443,6 +444,7 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
     episode_results.write_episode_results(case, run_dir)
     if others:
         write_model_comparison(run_dir, case.analysis.model, others)
+    processing_log.log_end(run_dir, "analyze", started)
     return statuses
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 import yaml
 
 from likeness.errors import CaseError
+from likeness.provenance import Provenance, parse_provenance, reference_entry_path
 
 CASE_FILE = "case.yaml"
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -85,13 +86,12 @@ NORMALISATIONS = ("as-norm", "none")
 CALIBRATION_METHODS = ("auto", "logistic", "kde", "isotonic")
 
 REQUIRED_FIELDS = ("case_id", "claimant", "footage")
-KNOWN_FIELDS = (
-    "case_id", "title", "claimant", "footage", "population", "analysis", "performers",
-)
+KNOWN_FIELDS = ("case_id", "title", "claimant", "footage", "population", "analysis",
+                "examiner", "declaration", "instructed_by", "questions", "performers")
 PERFORMER_FIELDS = ("name", "references")
-CLAIMANT_FIELDS = ("name", "references")
-EPISODE_FIELDS = ("id", "path")
-POPULATION_FIELDS = ("path", "exclude")
+CLAIMANT_FIELDS = ("name", "references", "attributes")
+EPISODE_FIELDS = ("id", "path", "source", "obtained", "notes")
+POPULATION_FIELDS = ("path", "exclude", "relevance", "min_matching_identities")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +149,8 @@ class Case:
     population_root: Path | None
     population_exclude: tuple[str, ...]
     analysis: AnalysisParams
+    # Where the evidence came from, the examiner, the questions (likeness.provenance).
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
     # Optional: the original performers of swapped roles (compared with every track, so the
     # report can show a face was replaced: low similarity to the performer, high to the
     # claimant).
@@ -229,15 +231,17 @@ def _image_files(path: Path, where: str) -> list[Path]:
     raise CaseError(f"{where}: {path} does not exist")
 
 
-def _reference_files(refs: Any, base: Path, where: str) -> list[Path]:
-    """The photo files of a ``references`` list of files and folders."""
+def _reference_files(refs: Any, base: Path, where: str) -> list[list[Path]]:
+    """The photo files of each entry of a ``references`` list of files and folders (an entry
+    is a path or a mapping with ``path`` and its provenance)."""
     refs = [refs] if isinstance(refs, str) else refs
     if not isinstance(refs, list):
         raise CaseError(f"{where}.references: expected a list of files and folders")
-    files: list[Path] = []
+    files: list[list[Path]] = []
     for i, ref in enumerate(refs):
         ref_where = f"{where}.references[{i}]"
-        files += _image_files(expand_path(ref, base, where=ref_where), ref_where)
+        ref = reference_entry_path(ref, ref_where)
+        files.append(_image_files(expand_path(ref, base, where=ref_where), ref_where))
     return files
 
 
@@ -251,8 +255,8 @@ def _performers(raw: Any, base: Path, where: str) -> tuple[Performer, ...]:
     for i, item in enumerate(raw):
         p_where = f"{where}: performers[{i}]"
         item = _check_fields(item, p_where, PERFORMER_FIELDS, PERFORMER_FIELDS)
-        out.append(Performer(str(item["name"]),
-                             tuple(_reference_files(item["references"], base, p_where))))
+        files = _reference_files(item["references"], base, p_where)
+        out.append(Performer(str(item["name"]), tuple(p for group in files for p in group)))
     return tuple(out)
 
 
@@ -351,9 +355,10 @@ def load_case(path: str | os.PathLike[str]) -> Case:
         raise CaseError(f"{where}: case_id '{case_id}' may hold only letters, digits, - and _")
 
     claimant = _check_fields(
-        raw["claimant"], f"{where}: claimant", CLAIMANT_FIELDS, CLAIMANT_FIELDS
+        raw["claimant"], f"{where}: claimant", CLAIMANT_FIELDS, CLAIMANT_FIELDS[:2]
     )
-    reference_paths = _reference_files(claimant["references"], base, f"{where}: claimant")
+    reference_files = _reference_files(claimant["references"], base, f"{where}: claimant")
+    reference_paths = [path for files in reference_files for path in files]
 
     footage = raw["footage"]
     if not isinstance(footage, list):
@@ -361,7 +366,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
     episodes: list[Episode] = []
     for i, item in enumerate(footage):
         ep_where = f"{where}: footage[{i}]"
-        item = _check_fields(item, ep_where, EPISODE_FIELDS, EPISODE_FIELDS)
+        item = _check_fields(item, ep_where, EPISODE_FIELDS, EPISODE_FIELDS[:2])
         ep_id = str(item["id"])
         if not EPISODE_ID_PATTERN.match(ep_id):
             raise CaseError(f"{ep_where}.id: '{ep_id}' may hold only letters, digits, - and _")
@@ -395,6 +400,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
         population_root=population_root,
         population_exclude=exclude,
         analysis=analysis_params(raw.get("analysis"), f"{where}: analysis"),
+        provenance=parse_provenance(raw, where, reference_files),
         performers=_performers(raw.get("performers"), base, where),
     )
 

@@ -1,4 +1,5 @@
-"""The ``likeness`` command: intake, analyze, validate, report, verify, models, survey.
+"""The ``likeness`` command: intake, analyze, validate, report, verify, models, population,
+survey.
 
 Each sub-command is a thin call into the library; errors the library raises on purpose
 (LikenessError) are printed as one clear message and exit with status 2.
@@ -223,6 +224,20 @@ def _add_survey_parser(sub) -> None:
     p.set_defaults(func=cmd_survey_analyze)
 
 
+def cmd_population_describe(args: argparse.Namespace) -> int:
+    from likeness.population import describe_population
+
+    tables = describe_population(Path(args.path), tuple(args.exclude))
+    print(tables["summary"].to_string(index=False))
+    if len(tables["attributes"]):
+        print()
+        print(tables["attributes"].to_string(index=False))
+    if args.identities:
+        print()
+        print(tables["identities"].to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="likeness",
@@ -275,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     _add_survey_parser(sub)
+    p = sub.add_parser("population", help="describe a population folder")
+    population = p.add_subparsers(dest="population_command", required=True)
+    p = population.add_parser(
+        "describe", help="identities, photos per identity, sizes and population.csv attributes")
+    p.add_argument("path", help="population folder: one sub-folder of photos per identity")
+    p.add_argument("--exclude", action="append", default=[], metavar="IDENTITY",
+                   help="leave an identity out (as a case's population.exclude does)")
+    p.add_argument("--identities", action="store_true", help="also list every identity")
+    p.set_defaults(func=cmd_population_describe)
     return parser
 
 

@@ -36,6 +36,10 @@ class ModelWeightsError(LikenessError):
     """Model weights that are missing or whose SHA-256 differs from the pinned one."""
 
 
+class PopulationError(LikenessError):
+    """A population folder, or its population.csv, that cannot be described."""
+
+
 class ReportError(LikenessError):
     """A report run that failed (a notebook cell raised, a renderer failed)."""
 

@@ -103,8 +103,11 @@ def ece_plot(scores: pd.DataFrame, stem: Path | str, *, title: str = "") -> list
         fig, ax = plt.subplots(figsize=(6.0, 4.0))
         plot_ece(LLRData(features=llr, labels=y), ax=ax)
         for line in ax.get_lines():
+            # Colour and line style both tell the curves apart (readable in black and white).
             line.set_color({"reference": "black", "LRs": H1_COLOUR}.get(
                 line.get_label(), H2_COLOUR))
+            line.set_linestyle({"reference": ":", "LRs": "-"}.get(line.get_label(), "--"))
+            line.set_linewidth(1.6)
         ax.legend(["non-informative (LR = 1)", "likeness LRs", "after PAV (Cllr$_{min}$)"],
                   loc="upper right")
         ax.set_xlabel("prior log$_{10}$ odds of H1")
@@ -145,36 +148,73 @@ def score_distributions(
         return save(fig, stem)
 
 
+def _at_bounds(values: np.ndarray, bounds: tuple[float, float] | None) -> tuple[np.ndarray, ...]:
+    """Masks of the values at the lower and at the upper bound of the calibration."""
+    values = np.asarray(values, dtype=float)
+    if bounds is None:
+        none = np.zeros(len(values), dtype=bool)
+        return none, none
+    lo, hi = bounds
+    return np.isclose(values, lo), np.isclose(values, hi)
+
+
+# ENFSI (2015) band boundaries drawn behind log10 LR axes: LR 1, 10, 100, 1,000 (and 1/10...).
+BAND_LINES = {0.0: "LR 1", 1.0: "LR 10", 2.0: "LR 100", 3.0: "LR 1,000", -1.0: "LR 1/10",
+              -2.0: "LR 1/100"}
+
+
 def episode_recognizability(
-    episodes: pd.DataFrame, stem: Path | str, *, operating_point: float, title: str = ""
+    episodes: pd.DataFrame, stem: Path | str, *, operating_point: float,
+    bounds: tuple[float, float] | None = None, title: str = "",
 ) -> list[Path]:
-    """Per episode (broadcast order): strongest evidence (max track log10 LR) and the
-    claimant's share of face screen time, each with its 95% bootstrap interval."""
+    """Per episode (broadcast order): the strongest evidence (the log10 LR of its strongest
+    track) and the claimant's share of face screen time, each with its 95% bootstrap interval.
+    A value at a bound of the calibration is drawn as a bound (a triangle pointing past it:
+    "at least" / "at most"), not as an ordinary point; the LR axis carries the band lines of
+    the verbal scale instead of any threshold."""
     ep = episodes.reset_index(drop=True)
     x = np.arange(len(ep))
     with style():
-        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(6.0, 0.8 * len(ep) + 2), 6.0),
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(6.0, 0.8 * len(ep) + 2), 6.4),
                                        sharex=True)
         for ax, col, label in (
-            (ax1, "max_log10_lr", "strongest track, log$_{10}$ LR"),
-            (ax2, "claimant_share", "claimant's share of face time (%)"),
+            (ax1, "max_log10_lr", "strongest evidence,\nlog$_{10}$ LR of the strongest track"),
+            (ax2, "claimant_share", "claimant's screen time,\nshare of face time (%)"),
         ):
             scale = 100.0 if col == "claimant_share" else 1.0
             mid = ep[col].to_numpy(float) * scale
             lo = ep[f"{col}_lo"].to_numpy(float) * scale
             hi = ep[f"{col}_hi"].to_numpy(float) * scale
             err = np.vstack([np.clip(mid - lo, 0, None), np.clip(hi - mid, 0, None)])
-            ax.errorbar(x, mid, yerr=err, fmt="o", color=H1_COLOUR, ecolor="black",
-                        capsize=4, markersize=6, label="estimate and 95% interval")
+            low, high = _at_bounds(mid, bounds) if col == "max_log10_lr" else _at_bounds(mid, None)
+            plain = ~(low | high)
+            ax.errorbar(x, mid, yerr=err, fmt="none", ecolor="black", capsize=4)
+            ax.plot(x[plain], mid[plain], "o", color=H1_COLOUR, markeredgecolor="black",
+                    markersize=7, label="estimate and 95% interval", linestyle="none")
+            if high.any():
+                ax.plot(x[high], mid[high], "^", color="white", markeredgecolor="black",
+                        markersize=10, markeredgewidth=1.6, linestyle="none",
+                        label="at the highest reportable LR (at least this)")
+            if low.any():
+                ax.plot(x[low], mid[low], "v", color="white", markeredgecolor="black",
+                        markersize=10, markeredgewidth=1.6, linestyle="none",
+                        label="at the lowest reportable LR (at most this)")
             ax.set_ylabel(label)
-        ax1.axhline(operating_point, color=H2_COLOUR, linestyle="--",
-                    label=f"operating point (log$_{{10}}$ LR = {operating_point:g})")
-        ax1.axhline(0.0, color="black", linewidth=0.8)
+        ymin, ymax = ax1.get_ylim()
+        for level, name in BAND_LINES.items():
+            if ymin <= level <= ymax:
+                ax1.axhline(level, color="black" if level == 0 else "grey",
+                            linewidth=0.9 if level == 0 else 0.7,
+                            linestyle="-" if level == 0 else (0, (4, 3)))
+                ax1.text(1.005, level, name, transform=ax1.get_yaxis_transform(), fontsize=8,
+                         va="center", ha="left")
         ax1.legend(loc="best")
         ax2.set_ylim(-2, 102)
+        ax2.set_title(f"screen time counts faces above the screen-time operating point "
+                      f"(log$_{{10}}$ LR {operating_point:+g})", fontsize=9)
         ax2.set_xticks(x, ep["episode"].astype(str), rotation=30, ha="right")
         ax2.set_xlabel("episode (broadcast order)")
-        fig.suptitle(title or "Recognizability of the claimant per episode")
+        fig.suptitle(title or "The claimant per episode: strongest evidence and screen time")
         return save(fig, stem)
 
 
@@ -195,10 +235,17 @@ def episode_timeline(
                     linewidth=0.9, color=OKABE_ITO[i % len(OKABE_ITO)],
                     label=f"track {track}" if i < 8 else None)
         ax.axhline(operating_point, color="black", linestyle="--",
-                   label=f"operating point ({operating_point:g})")
+                   label=f"screen-time operating point ({operating_point:+g})")
         if bounds is not None:
             for b in bounds:
                 ax.axhline(b, color="grey", linestyle=":", linewidth=1.0)
+            low, high = _at_bounds(tl["log10_lr"].to_numpy(float), bounds)
+            for mask, marker, text in ((high, "^", "at the highest reportable LR"),
+                                       (low, "v", "at the lowest reportable LR")):
+                if mask.any():
+                    ax.plot(tl["time_s"].to_numpy()[mask], tl["log10_lr"].to_numpy()[mask],
+                            marker, color="white", markeredgecolor="black", markersize=6,
+                            linestyle="none", label=text)
         if not len(tl):
             ax.text(0.5, 0.5, "no face in this episode", transform=ax.transAxes, ha="center")
         ax.set_xlabel("time in the episode (s)")
@@ -209,7 +256,7 @@ def episode_timeline(
         return save(fig, stem)
 
 
-def _crop(image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.25):
+def crop_box(image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.25):
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
     x1, x2 = int(max(0, x1 - margin * w)), int(min(image.shape[1], x2 + margin * w))
@@ -217,7 +264,7 @@ def _crop(image: np.ndarray, box: tuple[float, float, float, float], margin: flo
     return image[y1:y2, x1:x2]
 
 
-def _timestamp(seconds: float) -> str:
+def timestamp_text(seconds: float) -> str:
     minutes, sec = divmod(float(seconds), 60.0)
     return f"{int(minutes):02d}:{sec:04.1f}"
 
@@ -252,13 +299,13 @@ def contact_sheet(
         for _, r in group.iterrows():
             img = frames[int(r["frame_index"])]
             box = (r["box_x1"], r["box_y1"], r["box_x2"], r["box_y2"])
-            crops.append((_crop(img, box), r.name))
+            crops.append((crop_box(img, box), r.name))
     crop_of = {name: img for img, name in crops}
     refs = references[references["status"].eq("ok")].sort_values("path", kind="stable")
     ref_imgs = []
     for _, r in refs.head(4).iterrows():
         img = read_rgb(Path(r["path"]))
-        ref_imgs.append((_crop(img, (r["box_x1"], r["box_y1"], r["box_x2"], r["box_y2"])),
+        ref_imgs.append((crop_box(img, (r["box_x1"], r["box_y1"], r["box_x2"], r["box_y2"])),
                          Path(r["path"]).name))
     cols = 4
     rows = max(1, int(np.ceil(len(best) / cols)), len(ref_imgs))
@@ -275,8 +322,8 @@ def contact_sheet(
         for j, (idx, r) in enumerate(best.iterrows()):
             ax = fig.add_subplot(grid[j // cols, 1 + j % cols])
             ax.imshow(crop_of[idx])
-            ax.set_title(f"{r['episode']}, {_timestamp(r['time_s'])}\n"
-                         f"log$_{{10}}$ LR {r['log10_lr']:.2f}\nscore {r['score']:.2f}",
+            ax.set_title(f"{r['episode']}, {timestamp_text(r['time_s'])}\n"
+                         f"face log$_{{10}}$ LR {r['log10_lr']:.2f}\nscore {r['score']:.2f}",
                          fontsize=9)
             ax.axis("off")
         if not len(best):
@@ -316,8 +363,8 @@ def write_run_figures(case, run_dir: Path | str, out_dir: Path | str | None = No
     episodes = pd.read_csv(run_dir / "episodes.csv")
     val = cal_scores[cal_scores["half"] == "validation"]
     groups = {
-        "population, same source": val.loc[val["same_source"], "score"],
-        "population, different source": val.loc[~val["same_source"], "score"],
+        "same-source scores, validation half": val.loc[val["same_source"], "score"],
+        "different-source scores, validation half": val.loc[~val["same_source"], "score"],
         "claimant references vs each other": reference_self_scores(references, params.top_k),
         "questioned faces": faces["score"],
     }
@@ -326,10 +373,10 @@ def write_run_figures(case, run_dir: Path | str, out_dir: Path | str | None = No
     if summary.get("validation"):
         written += tippett_plot(val, out / "tippett", title="Tippett plot, validation half")
         written += ece_plot(val, out / "ece", title="Empirical cross-entropy, validation half")
-    written += episode_recognizability(episodes, out / "episodes",
-                                       operating_point=params.operating_point_log10_lr)
     desc = summary.get("calibrator") or {}
     bounds = (desc["lower_log10_lr"], desc["upper_log10_lr"]) if desc else None
+    written += episode_recognizability(episodes, out / "episodes", bounds=bounds,
+                                       operating_point=params.operating_point_log10_lr)
     for episode in case.episodes:
         tl_file = run_dir / "timeline" / f"{episode.id}.csv"
         if tl_file.exists():
