@@ -97,7 +97,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     overrides = dict(_parse_setting(item) for item in args.set)
     folder = build_report(
-        args.case, args.out, run_id=args.run_id, overrides=overrides, progress=not args.quiet
+        args.case, args.out, run_id=args.run_id, overrides=overrides, progress=not args.quiet,
+        survey_dir=args.survey, survey_results_dir=args.survey_results,
     )
     print(f"report in {folder}")
     return 0
@@ -272,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override an analysis parameter of case.yaml, e.g. --set sample_fps=2")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--survey", metavar="SURVEY_DIR",
+                   help="add the section of a survey (likeness survey design + analyze)")
+    p.add_argument("--survey-results", metavar="DIR",
+                   help="the survey's results folder (default: SURVEY_DIR/results)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("verify", help="re-hash a report's inputs and outputs against its manifest")

@@ -67,6 +67,8 @@ def build_report(
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     notebooks_dir: str | os.PathLike[str] | None = None,
+    survey_dir: str | os.PathLike[str] | None = None,
+    survey_results_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Analyse a case and write its expert report folder; return the folder.
 
@@ -79,7 +81,9 @@ def build_report(
     ``overrides`` replaces analysis parameters of the case (names as in ``case.yaml``'s
     ``analysis`` section, e.g. ``{"sample_fps": 2, "seed": 1}``). ``notebooks_dir`` runs a
     lab's own copies of the notebooks (same names) instead of the project's ``notebooks/``;
-    their SHA-256 are recorded in the manifest either way.
+    their SHA-256 are recorded in the manifest either way. ``survey_dir`` (a folder made by
+    ``likeness survey design`` and analysed by ``likeness survey analyze``) adds the survey
+    section, its files hashed into the manifest under ``survey``.
 
     On any error the folder is marked failed (``FAILED`` holds the error, manifest status
     'failed') and ReportError is raised; a failing notebook cell's error names the notebook,
@@ -133,6 +137,13 @@ def build_report(
         durations["figures"] = time.monotonic() - tic
 
         parameters = notebook_parameters(case, analysis_dir)
+        if survey_dir:
+            from likeness.survey.report_section import survey_files
+
+            results = survey_results_dir or Path(survey_dir) / "results"
+            parameters.update(survey_dir=str(Path(survey_dir).resolve()),
+                              survey_results_dir=str(Path(results).resolve()))
+            manifest["survey"] = survey_files(survey_dir, results)
         manifest["notebook_parameters"] = parameters
         executed: dict[str, Path] = {}
         for name in NOTEBOOKS:
