@@ -201,6 +201,9 @@ def analyze_episode(
         "n_faces": 0,
     }
     tracks = faces.TrackState()
+    link_cosines = models.model_spec(params.model).link_cosines
+    if link_cosines is not None:
+        tracks.min_cosine_with_overlap, tracks.min_cosine_alone = link_cosines
     bar = tqdm(desc=f"{episode.id} frames", unit="frame", disable=not progress, leave=False)
     schema = face_schema(embeddings.embedding_dim(model))
     writer = pq.ParquetWriter(partial, schema)
