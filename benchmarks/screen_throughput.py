@@ -28,7 +28,7 @@ from likeness.case import testdata_root
 from likeness.screen import screen_catalogue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_screen import build_watchlist  # noqa: E402  (the tests' watchlist, not a copy)
+from test_screen import build_watchlist  # the tests' watchlist, not a second copy
 
 CLIPS = ("sber-swap/derived/elon.mp4", "deepfacelive/series_keanu_dev/footage/dev02.mp4",
          "face_recognition/examples/short_hamilton_clip.mp4",
