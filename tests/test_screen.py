@@ -68,7 +68,7 @@ def full_screening(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_watchlist(tmp_path_factory) -> Path:
-    return build_watchlist(tmp_path_factory.mktemp("screen-small") / "watchlist", 4)
+    return build_watchlist(tmp_path_factory.mktemp("screen-small") / "watchlist", 0)
 
 
 @pytest.mark.slow

@@ -88,7 +88,7 @@ def prepare_watch(
     common = dict(model_name=a.model, device=a.device, model=model, detector=detector,
                   min_face_size=a.min_face_size, min_prob=a.min_detection_prob,
                   progress=progress)
-    watchlist = gal.embed_watchlist(watchlist_dir, max_per_person=a.max_photos_per_identity,
+    watchlist = gal.embed_watchlist(watchlist_dir, max_per_person=params.max_references,
                                     **common)
     usable_watch = embeddings_usable(watchlist)
     persons = sorted(usable_watch["identity"].unique())
@@ -120,6 +120,10 @@ def prepare_watch(
         calibrator, summary, scores = scoring.calibrate(usable_pop, n_refs, top_k=a.top_k,
                                                         seed=a.seed)
         calibrators[n_refs] = calibrator
+        if calibrator is None:
+            names = ", ".join(p for p, r in references.items() if len(r) == n_refs)
+            warnings.append(f"no LRs for {names} ({n_refs} reference photos): "
+                            + "; ".join(summary["warnings"]))
         summary["validation_flag_rates"] = _flag_rates(scores, params.flag_log10_lr)
         calibration[str(n_refs)] = summary
     gallery = gal.build_gallery(usable_watch, use_index=len(persons) > params.index_above_persons,

@@ -50,6 +50,10 @@ class ScreenParams:
     * ``flag_max_rank`` (1): ... and the person ranks at most this in the lineup of every
       watchlisted person plus the population (the person must be the best explanation of the
       face, not one of several look-alikes).
+    * ``max_references`` (10): reference photos used per person (the first by file name).
+      The calibration for ``n`` references needs population identities with more than ``n``
+      photos, and population identities keep at most ``max_photos_per_identity`` (20): with
+      10, every identity of 11 or more photos gives same-source scores (with 20 none would).
     * ``n_candidates`` (3): watchlisted persons scored per track (:mod:`.gallery`).
     * ``index_above_persons`` (1000): the gallery uses a FAISS index above this many persons;
       ``search_k`` (64): nearest photos returned per face by the index.
@@ -58,6 +62,7 @@ class ScreenParams:
     analysis: AnalysisParams
     flag_log10_lr: float = 1.0
     flag_max_rank: int = 1
+    max_references: int = 10
     n_candidates: int = 3
     index_above_persons: int = 1000
     search_k: int = 64
