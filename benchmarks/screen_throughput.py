@@ -9,7 +9,7 @@ apart), videos/hour, hours of video/hour, sampled frames/s and, per clip, second
 frame (the per-frame costs docs/scale.md models from). The load average of the machine is
 recorded beside each reading: on a shared machine the numbers are lower bounds.
 
-    python benchmarks/screen_throughput.py [--json OUT]
+    python benchmarks/screen_throughput.py [--modes in-process,ray1,ray2] [--json OUT]
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ from test_screen import build_watchlist  # the tests' watchlist, not a second co
 CLIPS = ("sber-swap/derived/elon.mp4", "deepfacelive/series_keanu_dev/footage/dev02.mp4",
          "face_recognition/examples/short_hamilton_clip.mp4",
          "facenet-pytorch/examples/video.mp4")
-MODES = (("in-process", None, None), ("ray local, 1 worker", "local", 1),
-         ("ray local, 2 workers", "local", 2))
+MODES = {"in-process": ("in-process", None, None), "ray1": ("ray local, 1 worker", "local", 1),
+         "ray2": ("ray local, 2 workers", "local", 2)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: "
+                        + ", ".join(MODES))
     parser.add_argument("--json", help="write the measurements here")
     args = parser.parse_args()
     data = testdata_root()
@@ -48,7 +50,7 @@ def main() -> int:
         watchlist = build_watchlist(tmp / "watchlist", 0)
         manifest = tmp / "clips.csv"
         manifest.write_text("path\n" + "".join(f"{data / c}\n" for c in CLIPS))
-        for name, ray, workers in MODES:
+        for name, ray, workers in (MODES[m] for m in args.modes.split(",")):
             load_before = os.getloadavg()[0]
             summary = screen_catalogue(watchlist, manifest, tmp / name.replace(" ", "_"),
                                        population=data / "lfw/images_deepfunneled", ray=ray,
