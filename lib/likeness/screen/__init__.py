@@ -17,7 +17,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,15 @@ def default_params(**overrides: Any) -> ScreenParams:
     analysis = analysis_params({k: v for k, v in overrides.items() if k in analysis_keys},
                                "screen parameters")
     rest = {k: v for k, v in overrides.items() if k not in analysis_keys}
-    return ScreenParams(analysis=analysis, **rest)
+    known = {f.name for f in dataclasses.fields(ScreenParams)} - {"analysis"}
+    unknown = sorted(set(rest) - known)
+    if unknown:
+        raise CaseError(f"screen parameters: unknown {', '.join(unknown)}; known: "
+                        f"{', '.join(sorted(known | analysis_keys))}")
+    try:
+        return ScreenParams(analysis=analysis, **rest)
+    except (TypeError, ValueError) as exc:
+        raise CaseError(f"screen parameters: {exc}") from exc
 
 
 def _flag_rates(scores: pd.DataFrame, threshold: float) -> dict[str, Any]:
@@ -171,9 +181,10 @@ def screen_catalogue(
     written to screening.json (with the tables' paths).
     """
     params = params or default_params()
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # Ray workers need not share the driver's working folder
     out.mkdir(parents=True, exist_ok=True)
     listing = list_videos(videos)
+    listing["path"] = [os.path.abspath(p) for p in listing["path"]]
     started = time.perf_counter()
     watch, record = prepare_watch(Path(watchlist), Path(population) if population else None,
                                   out, params, reuse_faces=reuse_faces, progress=progress)

@@ -28,8 +28,12 @@ def _init(address: str, workers: int | None) -> tuple[bool, int]:
     import ray
 
     if address == "local":
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        try:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        except Exception as exc:  # Ray raises a bare Exception when its processes are slow
+            raise CaseError(f"--ray local: the local Ray cluster did not start ({exc}); "
+                            "retry when the machine is less loaded, or run without --ray") from exc
         started = True
     else:
         try:

@@ -70,6 +70,9 @@ class ScreenParams:
     def __post_init__(self) -> None:
         if self.flag_max_rank > self.n_candidates:
             raise ValueError("flag_max_rank must not exceed n_candidates (see gallery)")
+        if min(self.flag_max_rank, self.max_references, self.n_candidates, self.search_k) < 1:
+            raise ValueError("flag_max_rank, max_references, n_candidates and search_k must be "
+                             "at least 1")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
