@@ -123,8 +123,8 @@ def test_screening_acceptance(full_screening):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="with the raw-score LR (before issue 7) Obama's small "
-                   "audience face scores 0.38: log10 LR -0.33, lineup rank 2")
+@pytest.mark.xfail(strict=True, reason="with the raw-score LR (before issue 7) Obama's small, "
+                   "low-quality audience face scores 0.38: log10 LR about -0.4, below the flag")
 def test_obama_flagged_in_hamilton_audience_shot(full_screening):
     _, out, _ = full_screening
     hits = pd.read_csv(out / "hits.csv")
