@@ -157,27 +157,40 @@ def test_index_finds_the_same_best_person_as_exact_search(full_screening):
     assert n_tracks > 50
 
 
-def test_ray_gives_byte_identical_hits_and_index_the_same_hits(tmp_path, small_watchlist):
-    """A local Ray cluster of 2 workers (started and stopped here) and the FAISS gallery give
-    the in-process run's hits.csv byte for byte, on three short clips."""
-    clips = tmp_path / "clips.csv"
+def _three_clips(folder: Path) -> Path:
+    clips = folder / "clips.csv"
     clips.write_text("path\n" + "".join(f"{SWAP / 'derived' / n}.mp4\n"
                                          for n in ("elon", "mark", "orig")))
-    common = dict(population=LFW, progress=False)
-    inproc = screen_catalogue(small_watchlist, clips, tmp_path / "a", **common)
-    assert set(inproc["hits"]["person"]) == {"Elon_Musk", "Mark_Zuckerberg"}
-    screen_catalogue(small_watchlist, clips, tmp_path / "b", ray="local", workers=2, **common)
-    indexed = screen_catalogue(small_watchlist, clips, tmp_path / "c",
-                               params=default_params(index_above_persons=0), **common)
-    assert indexed["gallery"] == "faiss-hnsw"
-    reference = (tmp_path / "a" / "hits.csv").read_bytes()
-    assert (tmp_path / "b" / "hits.csv").read_bytes() == reference
-    assert (tmp_path / "c" / "hits.csv").read_bytes() == reference
-    assert (tmp_path / "b" / "videos.csv").read_bytes() == (
-        tmp_path / "a" / "videos.csv").read_bytes()
+    return clips
+
+
+def test_index_gallery_gives_the_same_hits(tmp_path, small_watchlist):
+    """The FAISS gallery (forced by index_above_persons=0) gives the exact gallery's hits.csv
+    and scores.csv byte for byte."""
+    clips = _three_clips(tmp_path)
+    exact = screen_catalogue(small_watchlist, clips, tmp_path / "a", population=LFW,
+                             progress=False)
+    assert set(exact["hits"]["person"]) == {"Elon_Musk", "Mark_Zuckerberg"}
+    indexed = screen_catalogue(small_watchlist, clips, tmp_path / "c", population=LFW,
+                               params=default_params(index_above_persons=0), progress=False)
+    assert exact["gallery"] == "exact" and indexed["gallery"] == "faiss-hnsw"
+    for name in ("hits.csv", "scores.csv", "videos.csv"):
+        assert (tmp_path / "c" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+
+
+def test_ray_gives_byte_identical_hits(tmp_path, small_watchlist):
+    """A local Ray cluster of 2 workers (started and stopped here) gives the in-process run's
+    hits.csv byte for byte, on three short clips."""
+    clips = _three_clips(tmp_path)
+    screen_catalogue(small_watchlist, clips, tmp_path / "a", population=LFW, progress=False)
+    on_ray = screen_catalogue(small_watchlist, clips, tmp_path / "b", population=LFW,
+                              ray="local", workers=2, progress=False)
     import ray
 
     assert not ray.is_initialized()
+    assert set(on_ray["hits"]["person"]) == {"Elon_Musk", "Mark_Zuckerberg"}
+    for name in ("hits.csv", "videos.csv"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
 
 
 def test_corrupt_video_is_reported_and_the_rest_complete(tmp_path, small_watchlist, capsys):
