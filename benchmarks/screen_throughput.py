@@ -9,7 +9,8 @@ apart), videos/hour, hours of video/hour, sampled frames/s and, per clip, second
 frame (the per-frame costs docs/scale.md models from). The load average of the machine is
 recorded beside each reading: on a shared machine the numbers are lower bounds.
 
-    python benchmarks/screen_throughput.py [--modes in-process,ray1,ray2] [--json OUT]
+    python benchmarks/screen_throughput.py [--modes in-process,ray1,ray2] [--clips A,B]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: "
                         + ", ".join(MODES))
+    parser.add_argument("--clips", default=",".join(CLIPS),
+                        help="comma-separated paths under the test data")
     parser.add_argument("--json", help="write the measurements here")
     args = parser.parse_args()
     data = testdata_root()
@@ -49,7 +52,8 @@ def main() -> int:
         tmp = Path(tmp)
         watchlist = build_watchlist(tmp / "watchlist", 0)
         manifest = tmp / "clips.csv"
-        manifest.write_text("path\n" + "".join(f"{data / c}\n" for c in CLIPS))
+        clips = args.clips.split(",")
+        manifest.write_text("path\n" + "".join(f"{data / c}\n" for c in clips))
         for name, ray, workers in (MODES[m] for m in args.modes.split(",")):
             load_before = os.getloadavg()[0]
             summary = screen_catalogue(watchlist, manifest, tmp / name.replace(" ", "_"),
@@ -79,7 +83,7 @@ def main() -> int:
                   .to_string(index=False), flush=True)
             print(pd.DataFrame(per_video).to_string(index=False), flush=True)
     record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "clips": list(CLIPS), "readings": readings}
+              "clips": clips, "readings": readings}
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0
