@@ -1,5 +1,5 @@
 """The ``likeness`` command: intake, analyze, validate, report, verify, models, population,
-survey.
+survey, screen.
 
 Each sub-command is a thin call into the library; errors the library raises on purpose
 (LikenessError) are printed as one clear message and exit with status 2.
@@ -237,6 +237,20 @@ def cmd_population_describe(args: argparse.Namespace) -> int:
         print()
         print(tables["identities"].to_string(index=False))
     return 0
+def cmd_screen(args: argparse.Namespace) -> int:
+    from likeness.screen import default_params, screen_catalogue
+
+    params = default_params(**dict(_parse_setting(item) for item in args.set))
+    summary = screen_catalogue(
+        args.watchlist, args.videos, args.out, population=args.population, params=params,
+        ray=args.ray, workers=args.workers, progress=not args.quiet,
+    )
+    for row in summary["videos_table"].itertuples():
+        print(f"{row.video:40s} {row.status:9s} {int(row.n_tracks):4d} tracks "
+              f"{int(row.n_hits):3d} hits  {row.best_hits or row.message}")
+    print(f"{summary['n_hits']} hits; results in {args.out}")
+    # Every other video is screened, but a failed one makes the screening incomplete.
+    return 3 if summary["videos"].get("failed") else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--survey-results", metavar="DIR",
                    help="the survey's results folder (default: SURVEY_DIR/results)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("screen", help="screen many videos against a watchlist of people")
+    p.add_argument("--watchlist", required=True,
+                   help="folder with one sub-folder of reference photos per protected person")
+    p.add_argument("--videos", required=True,
+                   help="folder of videos, a quoted glob pattern, or a manifest .csv (path)")
+    p.add_argument("--out", required=True, help="output folder (a rerun resumes it)")
+    p.add_argument("--population", help="calibration population, one folder per identity")
+    p.add_argument("--ray", metavar="local|ADDRESS",
+                   help="run the per-video work on Ray: 'local' starts a local cluster")
+    p.add_argument("--workers", type=int, help="Ray actors (default: the cluster's CPUs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a screening or analysis parameter, e.g. --set flag_log10_lr=2")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_screen)
 
     p = sub.add_parser("verify", help="re-hash a report's inputs and outputs against its manifest")
     p.add_argument("run_dir", help="a report folder holding manifest.json")
