@@ -22,9 +22,7 @@ import hashlib
 import json
 import os
 import platform
-import queue
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,10 +34,16 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from likeness import embeddings, faces, footage, models
+from likeness import embeddings, faces, footage, inference, models
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
-from likeness.files import atomic_path, copy_atomic, write_json_atomic, write_parquet_atomic
+from likeness.files import (
+    atomic_path,
+    copy_atomic,
+    prefetch,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from likeness.intake import ensure_intake
 
 ANALYSIS_FILE = "analysis.json"
@@ -111,33 +115,6 @@ def read_faces(run_dir: Path, episode_id: str, *, embeddings: bool = True) -> pd
     return pq.read_table(faces_path(run_dir, episode_id), columns=columns).to_pandas()
 
 
-def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
-    """Produce ``items`` in a background thread, so decoding overlaps detection.
-
-    PyAV decodes with the GIL released; exceptions of the producer are re-raised here, after
-    the items it produced before them.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                q.put(item)
-        except BaseException as exc:  # handed to the consumer, not lost in the thread
-            q.put(exc)
-        q.put(done)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            thread.join()
-            raise item
-        yield item
-    thread.join()
-
-
 def _frame_table(
     episode_id: str,
     batch: footage.FrameBatch,
@@ -203,7 +180,7 @@ def analyze_episode(
         # (1080p: 3.1-3.5 frames/s one by one, 2.7 in batches of 16: the batch's image
         # pyramids overflow the caches). The faces found are the same, to float rounding.
         per_call = params.detect_batch_size if detector.device.type == "cuda" else 1
-        for batch in _prefetch(frames):
+        for batch in prefetch(frames):
             dets = [
                 det
                 for start in range(0, len(batch.images), per_call)
@@ -260,6 +237,9 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
         "model_sha256": models.model_spec(params.model).sha256,
         "crop": [faces.CROP_SIZE, faces.CROP_MARGIN],
     }
+    runtime = inference.runtime_name(faces.resolve_device(params.device))
+    if runtime != "torch":  # equal to PyTorch's faces to float rounding, not bit for bit
+        key["runtime"] = runtime
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return models.cache_dir() / "faces" / f"{digest}.parquet"
 
@@ -302,6 +282,9 @@ def _analysis_record(case: Case) -> dict[str, Any]:
             "crop_margin": faces.CROP_MARGIN,
             "aligned": True,
         },
+        "inference": inference.runtime_versions(
+            inference.runtime_name(faces.resolve_device(case.analysis.device))
+        ),
         "software": software_versions(),
     }
 
@@ -384,7 +367,7 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
     torch.manual_seed(case.analysis.seed)
     device = faces.resolve_device(case.analysis.device)
     detector = faces.load_detector(str(device), case.analysis.min_face_size)
-    model = models.load_embedder(case.analysis.model, str(device))
+    model = inference.load_embedder(case.analysis.model, str(device))
 
     episode_sha = {e["id"]: e["sha256"] for e in intake["evidence"] if e["role"] == "footage"}
     statuses: dict[str, Any] = {}

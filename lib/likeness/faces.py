@@ -34,6 +34,8 @@ from facenet_pytorch.models.utils.detect_face import (
 )
 from scipy.optimize import linear_sum_assignment
 
+from likeness import inference
+
 CROP_SIZE = 160
 # facenet-pytorch's LFW evaluation margin, in pixels of the 160 px crop.
 CROP_MARGIN = 14
@@ -72,15 +74,23 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_detector(device: str = "auto", min_face_size: int = 20) -> MTCNN:
-    """facenet-pytorch's MTCNN with its shipped weights, returning every face it finds."""
-    return MTCNN(
+def load_detector(
+    device: str = "auto", min_face_size: int = 20, runtime: str | None = None
+) -> MTCNN:
+    """facenet-pytorch's MTCNN with its shipped weights, returning every face it finds.
+
+    Its three networks run in ``runtime`` (default :func:`likeness.inference.runtime_name`:
+    OpenVINO on a CPU, PyTorch on a GPU); 'torch' is facenet-pytorch's MTCNN untouched.
+    """
+    torch_device = resolve_device(device)
+    detector = MTCNN(
         keep_all=True,
         post_process=False,
         select_largest=False,
         min_face_size=min_face_size,
-        device=resolve_device(device),
+        device=torch_device,
     ).eval()
+    return inference.compile_detector(detector, runtime or inference.runtime_name(torch_device))
 
 
 def _to_detections(boxes, probs, points, min_prob: float) -> Detections:
