@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from collections.abc import Iterable
@@ -152,8 +153,11 @@ def analyze_episode(
     model: torch.nn.Module,
     *,
     progress: bool = True,
+    series_bar: tqdm | None = None,
 ) -> dict[str, Any]:
     """Detect, embed and track every face of one episode into its faces table.
+
+    ``series_bar``, when given, counts the frames of the whole series (frames/s, ETA).
 
     Memory stays bounded: frames stream in batches, each batch's faces go to the Parquet file
     as a row group, and the tracker keeps only the tracks still open.
@@ -200,6 +204,8 @@ def analyze_episode(
             status["n_frames"] += len(batch.frame_index)
             status["n_faces"] += len(table)
             bar.update(len(batch.frame_index))
+            if series_bar is not None:
+                series_bar.update(len(batch.frame_index))
     except FootageError as exc:
         if status["n_frames"] == 0:
             writer.close()
@@ -358,6 +364,15 @@ def embed_case_photos(
         write_parquet_atomic(pop, pop_file)
 
 
+def expected_frames(probe: dict[str, Any] | None, sample_fps: float | None) -> int:
+    """About how many frames an episode yields, from its intake probe (for the ETA only)."""
+    if not probe:
+        return 0
+    if sample_fps is None:
+        return int(probe.get("frame_count") or 0)
+    return math.ceil(float(probe.get("duration_s") or 0.0) * sample_fps)
+
+
 def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses."""
     run_dir = Path(run_dir)
@@ -370,6 +385,19 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
     model = inference.load_embedder(case.analysis.model, str(device))
 
     episode_sha = {e["id"]: e["sha256"] for e in intake["evidence"] if e["role"] == "footage"}
+    probes = {e["id"]: e.get("probe") for e in intake["evidence"] if e["role"] == "footage"}
+    # One bar over the frames of every episode still to analyse: the series' frames/s and ETA.
+    series_bar = tqdm(
+        total=sum(
+            expected_frames(probes[e.id], case.analysis.sample_fps)
+            for e in case.episodes
+            if not faces_path(run_dir, e.id).exists()
+            and not faces_cache_path(case, episode_sha[e.id]).exists()
+        ),
+        desc="series frames",
+        unit="frame",
+        disable=not progress,
+    )
     statuses: dict[str, Any] = {}
     for episode in tqdm(case.episodes, desc="episodes", unit="episode", disable=not progress):
         out = faces_path(run_dir, episode.id)
@@ -382,7 +410,8 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
             continue
         try:
             statuses[episode.id] = analyze_episode(
-                episode, case, run_dir, detector, model, progress=progress
+                episode, case, run_dir, detector, model, progress=progress,
+                series_bar=series_bar,
             )
             _faces_to_cache(out, cached)
         except FootageError as exc:
@@ -396,6 +425,7 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
             }
         if statuses[episode.id]["status"] != "ok":
             record_warning(run_dir, f"footage {episode.id}", statuses[episode.id]["message"])
+    series_bar.close()
     write_json_atomic(run_dir / STATUS_FILE, statuses)
 
     embed_case_photos(case, run_dir, model, detector, progress=progress)
