@@ -45,7 +45,7 @@ import torch
 from facenet_pytorch import MTCNN
 from PIL import Image
 
-from likeness import analysis, embeddings, faces, footage, models
+from likeness import analysis, embeddings, faces, footage, inference, models
 from likeness.case import ANALYSIS_DEFAULTS, AnalysisParams, Case, Episode, testdata_root
 
 RESOLUTIONS = {"1080p": 1080, "720p": 720, "540p": 540}
@@ -316,6 +316,7 @@ def environment(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "inference_runtime": inference.runtime_name(device),
         "python": platform.python_version(),
     }
     return env
@@ -382,7 +383,9 @@ def main(argv: list[str] | None = None) -> dict:
     height = RESOLUTIONS.get(args.resolution)
     detector = faces.load_detector(str(device), params.min_face_size)
     mtcnn = peer_detector(device, params.min_face_size)
-    model = models.load_embedder(params.model, str(device))
+    # likeness runs its networks in its default runtime (OpenVINO on a CPU); the peer in PyTorch.
+    model = inference.load_embedder(params.model, str(device))
+    peer_model = models.load_embedder(params.model, str(device))
 
     # The frames likeness analyses (the peer does the same ones), and a warm-up on each path.
     wanted = [int(i) for b in limited_frames(video, params.sample_fps, params.detect_batch_size,
@@ -393,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         warm_faces = mtcnn(Image.fromarray(first))
         if warm_faces is not None:
-            model(warm_faces[:1].to(device))
+            peer_model(warm_faces[:1].to(device))
 
     result: dict = {
         "environment": environment(device),
@@ -407,7 +410,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="likeness-bench-") as tmp:
         case = benchmark_case(video, params, Path(tmp))
         result["likeness"] = run_likeness(case, Path(tmp) / "run", detector, model, device, args)
-    result["facenet_pytorch"] = run_peer(video, set(wanted), mtcnn, model, device, args)
+    result["facenet_pytorch"] = run_peer(video, set(wanted), mtcnn, peer_model, device, args)
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     result["ratio_frames_per_s"] = round(
         result["likeness"]["frames_per_s"] / result["facenet_pytorch"]["frames_per_s"], 3
     )

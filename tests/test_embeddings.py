@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from casedata import ELON_REFERENCE, LFW, TESTDATA
-from likeness import embeddings, faces, models
+from likeness import embeddings, faces, inference, models
 
 OBAMA = TESTDATA / "face_recognition/examples/obama.jpg"
 OBAMA2 = TESTDATA / "face_recognition/examples/obama2.jpg"
@@ -18,7 +18,7 @@ MULTIFACE = TESTDATA / "facenet-pytorch/data/multiface.jpg"
 
 @pytest.fixture(scope="module")
 def embedder():
-    return models.load_embedder(models.DEFAULT_MODEL, "cpu"), faces.load_detector("cpu")
+    return inference.load_embedder(models.DEFAULT_MODEL, "cpu"), faces.load_detector("cpu")
 
 
 def embed(paths, embedder, **kw):

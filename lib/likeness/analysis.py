@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
-import queue
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,13 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from likeness import embeddings, faces, footage, models, processing_log
+from likeness import embeddings, faces, footage, inference, models, processing_log
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
 from likeness.files import (
     atomic_path,
     copy_atomic,
+    prefetch,
     write_csv_atomic,
     write_json_atomic,
     write_parquet_atomic,
@@ -124,33 +124,6 @@ def read_faces(run_dir: Path, episode_id: str, *, embeddings: bool = True) -> pd
     return pq.read_table(faces_path(run_dir, episode_id), columns=columns).to_pandas()
 
 
-def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
-    """Produce ``items`` in a background thread, so decoding overlaps detection.
-
-    PyAV decodes with the GIL released; exceptions of the producer are re-raised here, after
-    the items it produced before them.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                q.put(item)
-        except BaseException as exc:  # handed to the consumer, not lost in the thread
-            q.put(exc)
-        q.put(done)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            thread.join()
-            raise item
-        yield item
-    thread.join()
-
-
 def _frame_table(
     episode_id: str,
     batch: footage.FrameBatch,
@@ -188,8 +161,11 @@ def analyze_episode(
     model,
     *,
     progress: bool = True,
+    series_bar: tqdm | None = None,
 ) -> dict[str, Any]:
     """Detect, embed and track every face of one episode into its faces table.
+
+    ``series_bar``, when given, counts the frames of the whole series (frames/s, ETA).
 
     Memory stays bounded: frames stream in batches, each batch's faces go to the Parquet file
     as a row group, and the tracker keeps only the tracks still open. ``model`` is what
@@ -221,7 +197,7 @@ def analyze_episode(
         # (1080p: 3.1-3.5 frames/s one by one, 2.7 in batches of 16: the batch's image
         # pyramids overflow the caches). The faces found are the same, to float rounding.
         per_call = params.detect_batch_size if detector.device.type == "cuda" else 1
-        for batch in _prefetch(frames):
+        for batch in prefetch(frames):
             dets = [
                 det
                 for start in range(0, len(batch.images), per_call)
@@ -242,6 +218,8 @@ def analyze_episode(
             status["n_frames"] += len(batch.frame_index)
             status["n_faces"] += len(table)
             bar.update(len(batch.frame_index))
+            if series_bar is not None:
+                series_bar.update(len(batch.frame_index))
     except FootageError as exc:
         if status["n_frames"] == 0:
             writer.close()
@@ -279,6 +257,9 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
         "model_sha256": models.model_spec(params.model).sha256,
         "crop": [faces.CROP_SIZE, faces.CROP_MARGIN],
     }
+    runtime = inference.runtime_name(faces.resolve_device(params.device))
+    if runtime != "torch":  # equal to PyTorch's faces to float rounding, not bit for bit
+        key["runtime"] = runtime
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return models.cache_dir() / "faces" / f"{digest}.parquet"
 
@@ -321,6 +302,9 @@ def _analysis_record(case: Case) -> dict[str, Any]:
             "crop_margin": faces.CROP_MARGIN,
             "aligned": True,
         },
+        "inference": inference.runtime_versions(
+            inference.runtime_name(faces.resolve_device(case.analysis.device))
+        ),
         "software": software_versions(),
     }
 
@@ -406,6 +390,15 @@ def embed_case_photos(
         write_parquet_atomic(pop, pop_file)
 
 
+def expected_frames(probe: dict[str, Any] | None, sample_fps: float | None) -> int:
+    """About how many frames an episode yields, from its intake probe (for the ETA only)."""
+    if not probe:
+        return 0
+    if sample_fps is None:
+        return int(probe.get("frame_count") or 0)
+    return math.ceil(float(probe.get("duration_s") or 0.0) * sample_fps)
+
+
 def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses."""
     run_dir = Path(run_dir)
@@ -416,9 +409,22 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
     torch.manual_seed(case.analysis.seed)
     device = faces.resolve_device(case.analysis.device)
     detector = faces.load_detector(str(device), case.analysis.min_face_size)
-    model = models.load_embedder(case.analysis.model, str(device))
+    model = inference.load_embedder(case.analysis.model, str(device))
 
     episode_sha = {e["id"]: e["sha256"] for e in intake["evidence"] if e["role"] == "footage"}
+    probes = {e["id"]: e.get("probe") for e in intake["evidence"] if e["role"] == "footage"}
+    # One bar over the frames of every episode still to analyse: the series' frames/s and ETA.
+    series_bar = tqdm(
+        total=sum(
+            expected_frames(probes[e.id], case.analysis.sample_fps)
+            for e in case.episodes
+            if not faces_path(run_dir, e.id).exists()
+            and not faces_cache_path(case, episode_sha[e.id]).exists()
+        ),
+        desc="series frames",
+        unit="frame",
+        disable=not progress,
+    )
     statuses: dict[str, Any] = {}
     for episode in tqdm(case.episodes, desc="episodes", unit="episode", disable=not progress):
         out = faces_path(run_dir, episode.id)
@@ -431,7 +437,8 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
             continue
         try:
             statuses[episode.id] = analyze_episode(
-                episode, case, run_dir, detector, model, progress=progress
+                episode, case, run_dir, detector, model, progress=progress,
+                series_bar=series_bar,
             )
             _faces_to_cache(out, cached)
         except FootageError as exc:
@@ -445,6 +452,7 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
             }
         if statuses[episode.id]["status"] != "ok":
             record_warning(run_dir, f"footage {episode.id}", statuses[episode.id]["message"])
+    series_bar.close()
     write_json_atomic(run_dir / STATUS_FILE, statuses)
 
     embed_case_photos(case, run_dir, model, detector, progress=progress)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from likeness import faces, models
+from likeness import faces, inference, models
 from likeness.case import population_photos
-from likeness.files import atomic_path, sha256_file
+from likeness.files import atomic_path, prefetch, sha256_file
 
 # Part of every cache key: bump it when detection, cropping or embedding changes.
 PHOTO_CACHE_VERSION = 2
@@ -138,12 +138,16 @@ def _cache_file(model_name: str, sha256: str, detector_key: str) -> Path:
     )
 
 
-def _detector_key(min_face_size: int) -> str:
-    settings = {
+def _detector_key(min_face_size: int, runtimes: tuple[str, str] = ("torch", "torch")) -> str:
+    settings: dict = {
         "v": PHOTO_CACHE_VERSION,
         "min_face_size": min_face_size,
         "crop": [faces.CROP_SIZE, faces.CROP_MARGIN],
     }
+    if runtimes != ("torch", "torch"):
+        # Another runtime gives the same faces and embeddings to float rounding, not bit for
+        # bit: its results are kept apart (PyTorch's keep the key they always had).
+        settings["runtimes"] = list(runtimes)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -165,6 +169,63 @@ def _select_face(boxes: np.ndarray, shape: tuple[int, int], selection: str) -> i
     return None
 
 
+def _read_photos(
+    paths: Sequence[Path], model_name: str, key: str, cache: bool
+) -> Iterator[tuple[dict, np.ndarray | None]]:
+    """Each photo's record (path, hash, status; its cached faces when there are) and, when it
+    must be computed, its pixels. Run in a background thread: hashing and decoding overlap the
+    networks."""
+    for path in paths:
+        rec: dict = {"path": str(path), "sha256": "", "status": "ok", "warning": ""}
+        try:
+            rec["sha256"] = sha256_file(path)
+        except OSError as exc:
+            rec.update(status="unreadable", warning=f"{path}: cannot be read ({exc.strerror})")
+            yield rec, None
+            continue
+        cached = _cache_file(model_name, rec["sha256"], key)
+        if cache and cached.exists():
+            with np.load(cached) as npz:
+                rec["_faces"] = {k: npz[k] for k in npz.files}
+            yield rec, None
+            continue
+        try:
+            yield rec, read_rgb(path)
+        except Exception as exc:  # ImageError and anything PIL raises on a broken file
+            rec.update(status="unreadable", warning=str(exc))
+            yield rec, None
+
+
+def _embed_group(
+    group: list[tuple[dict, np.ndarray]], detector, model: torch.nn.Module
+) -> list[dict[str, np.ndarray]]:
+    """Detect the faces of equally sized photos in one MTCNN call and embed all their crops in
+    one embedder call; returns each photo's arrays (as cached)."""
+    dets = faces.detect_batch(detector, [img for _, img in group])
+    crops = [
+        faces.crop_faces(img, d.boxes, d.landmarks) for (_, img), d in zip(group, dets, strict=True)
+    ]
+    n_faces = sum(len(d) for d in dets)
+    emb = (embed_faces(model, [img for _, img in group], dets, crops) if n_faces
+           else np.zeros((0, embedding_dim(model)), np.float32))
+    out, offset = [], 0
+    for (_, img), det, crop in zip(group, dets, crops, strict=True):
+        rows = faces.face_rows(det, crop)
+        out.append(
+            {
+                "shape": np.asarray(img.shape[:2]),
+                "probs": det.probs,
+                "boxes": det.boxes,
+                "landmarks": det.landmarks,
+                "face_px": rows["face_px"].to_numpy(),
+                "sharpness": rows["sharpness"].to_numpy(),
+                "embeddings": emb[offset : offset + len(det)],
+            }
+        )
+        offset += len(det)
+    return out
+
+
 def embed_photos(
     paths: Sequence[Path | str],
     *,
@@ -184,66 +245,51 @@ def embed_photos(
     status is 'ok' (embedding present), 'no_face', 'several_faces' (no clear subject) or
     'unreadable'; ``warning`` says what happened in words. Detections below ``min_prob`` are
     ignored. ``selection`` is 'dominant' (references) or 'centre' (population photos).
-    """
-    key = _detector_key(min_face_size)
-    records: list[dict] = []
-    todo: list[tuple[int, np.ndarray]] = []  # photos to compute: (record index, image)
-    for path in map(Path, paths):
-        rec: dict = {"path": str(path), "sha256": "", "status": "ok", "warning": ""}
-        try:
-            rec["sha256"] = sha256_file(path)
-        except OSError as exc:
-            rec.update(status="unreadable", warning=f"{path}: cannot be read ({exc.strerror})")
-            records.append(rec)
-            continue
-        cached = _cache_file(model_name, rec["sha256"], key)
-        if cache and cached.exists():
-            with np.load(cached) as npz:
-                rec["_faces"] = {k: npz[k] for k in npz.files}
-        else:
-            try:
-                todo.append((len(records), read_rgb(path)))
-            except Exception as exc:  # ImageError and anything PIL raises on a broken file
-                rec.update(status="unreadable", warning=str(exc))
-        records.append(rec)
 
-    if todo:
-        detector = detector or faces.load_detector(device, min_face_size)
-        model = model or models.load_embedder(model_name, faces.resolve_device(device))
-        # Equally sized photos (LFW: all 250x250) are detected in one batched MTCNN call.
-        by_shape: dict[tuple, list[tuple[int, np.ndarray]]] = {}
-        for item in todo:
-            by_shape.setdefault(item[1].shape, []).append(item)
-        bar = tqdm(total=len(todo), desc="photos", unit="photo", disable=not progress)
-        for group in by_shape.values():
-            for start in range(0, len(group), batch_size):
-                chunk = group[start : start + batch_size]
-                dets = faces.detect_batch(detector, [img for _, img in chunk])
-                crops = [
-                    faces.crop_faces(img, d.boxes, d.landmarks)
-                    for (_, img), d in zip(chunk, dets, strict=True)
-                ]
-                emb = embed_faces(model, [img for _, img in chunk], dets, crops)
-                offset = 0
-                for (index, img), det, crop in zip(chunk, dets, crops, strict=True):
-                    rows = faces.face_rows(det, crop)
-                    arrays = {
-                        "shape": np.asarray(img.shape[:2]),
-                        "probs": det.probs,
-                        "boxes": det.boxes,
-                        "landmarks": det.landmarks,
-                        "face_px": rows["face_px"].to_numpy(),
-                        "sharpness": rows["sharpness"].to_numpy(),
-                        "embeddings": emb[offset : offset + len(det)],
-                    }
-                    offset += len(det)
-                    if cache:
-                        _save_npz_atomic(
-                            _cache_file(model_name, records[index]["sha256"], key), **arrays
-                        )
-                    records[index]["_faces"] = arrays
-                bar.update(len(chunk))
-        bar.close()
+    Photos stream: a background thread hashes and decodes them while equally sized photos
+    (LFW: all 250x250) go through MTCNN and the embedder in batches of ``batch_size``; at most
+    a few batches of pixels are held at once. The networks run in the runtime of ``detector``
+    and ``model`` (default: :func:`likeness.inference.runtime_name`), which is part of the
+    cache key.
+    """
+    torch_device = faces.resolve_device(device)
+    default_runtime = inference.runtime_name(torch_device)
+    runtimes = (
+        inference.runtime_of(detector) if detector is not None else default_runtime,
+        inference.runtime_of(model) if model is not None else default_runtime,
+    )
+    key = _detector_key(min_face_size, runtimes)
+    records: list[dict] = []
+    pending: dict[tuple, list[tuple[dict, np.ndarray]]] = {}  # photos to compute, by shape
+    bar = tqdm(total=len(paths), desc="photos", unit="photo", disable=not progress)
+
+    def flush(shape: tuple) -> None:
+        nonlocal detector, model
+        group = pending.pop(shape)
+        if detector is None:
+            detector = faces.load_detector(str(torch_device), min_face_size, runtimes[0])
+        if model is None:
+            model = inference.load_embedder(model_name, str(torch_device), runtimes[1])
+        for (rec, _), arrays in zip(group, _embed_group(group, detector, model), strict=True):
+            if cache:
+                _save_npz_atomic(_cache_file(model_name, rec["sha256"], key), **arrays)
+            rec["_faces"] = arrays
+        bar.update(len(group))
+
+    for rec, image in prefetch(_read_photos(list(map(Path, paths)), model_name, key, cache), 16):
+        records.append(rec)
+        if image is None:
+            bar.update(1)
+            continue
+        pending.setdefault(image.shape, []).append((rec, image))
+        if len(pending[image.shape]) >= batch_size:
+            flush(image.shape)
+        elif sum(map(len, pending.values())) >= 2 * batch_size:
+            # Photos of many sizes (references): do not hold them all; the largest group goes.
+            flush(max(pending, key=lambda s: len(pending[s])))
+    for shape in list(pending):
+        flush(shape)
+    bar.close()
 
     return pd.DataFrame(
         [_photo_row(rec, selection, min_prob) for rec in records], columns=PHOTO_COLUMNS

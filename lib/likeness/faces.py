@@ -34,6 +34,8 @@ from facenet_pytorch.models.utils.detect_face import (
 )
 from scipy.optimize import linear_sum_assignment
 
+from likeness import inference
+
 CROP_SIZE = 160
 # facenet-pytorch's LFW evaluation margin, in pixels of the 160 px crop.
 CROP_MARGIN = 14
@@ -72,15 +74,23 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_detector(device: str = "auto", min_face_size: int = 20) -> MTCNN:
-    """facenet-pytorch's MTCNN with its shipped weights, returning every face it finds."""
-    return MTCNN(
+def load_detector(
+    device: str = "auto", min_face_size: int = 20, runtime: str | None = None
+) -> MTCNN:
+    """facenet-pytorch's MTCNN with its shipped weights, returning every face it finds.
+
+    Its three networks run in ``runtime`` (default :func:`likeness.inference.runtime_name`:
+    OpenVINO on a CPU, PyTorch on a GPU); 'torch' is facenet-pytorch's MTCNN untouched.
+    """
+    torch_device = resolve_device(device)
+    detector = MTCNN(
         keep_all=True,
         post_process=False,
         select_largest=False,
         min_face_size=min_face_size,
-        device=resolve_device(device),
+        device=torch_device,
     ).eval()
+    return inference.compile_detector(detector, runtime or inference.runtime_name(torch_device))
 
 
 def _to_detections(boxes, probs, points, min_prob: float) -> Detections:
@@ -113,6 +123,8 @@ def _area_crops(
     are exact in float32 whatever the order of addition; the mean is then ``sum / kh / kw`` in
     float32, as PyTorch's kernels compute it.
     """
+    if image.device.type == "cpu":
+        return _area_crops_numpy(image, y, ey, x, ex, size)
     device = image.device
     # The table covers only the part of the image that the crops cover.
     top, left = int(y.min()) - 1, int(x.min()) - 1
@@ -137,6 +149,34 @@ def _area_crops(
     sums = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]  # (K, s, s, C)
     kh, kw = (r1 - r0)[..., None].float(), (c1 - c0)[..., None].float()
     return (sums.float() / kh / kw).permute(0, 3, 1, 2).contiguous()
+
+
+def _area_crops_numpy(
+    image: torch.Tensor, y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.ndarray, size: int
+) -> torch.Tensor:
+    """:func:`_area_crops` on a CPU: the same integer sums and float32 divisions, with NumPy's
+    gathers from the flattened table (2-3x less CPU time than PyTorch's indexing)."""
+    top, left = int(y.min()) - 1, int(x.min()) - 1
+    region = image[:, top : int(ey.max()), left : int(ex.max())].permute(1, 2, 0).numpy()
+    height, width, channels = region.shape
+    dtype = np.int32 if 255 * height * width < 2**31 else np.int64
+    table = np.zeros((height + 1, width + 1, channels), dtype)
+    np.cumsum(np.cumsum(region, 0, dtype=dtype), 1, dtype=dtype, out=table[1:, 1:])
+    flat = table.reshape(-1, channels)
+    cell = np.arange(size)
+
+    def windows(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        first, length = (start - 1)[:, None], (stop - start + 1)[:, None]
+        return first + cell * length // size, first + ((cell + 1) * length + size - 1) // size
+
+    r0, r1 = windows(y - top, ey - top)
+    c0, c1 = windows(x - left, ex - left)
+    row0, row1 = (r0 * (width + 1))[:, :, None], (r1 * (width + 1))[:, :, None]
+    col0, col1 = c0[:, None, :], c1[:, None, :]
+    sums = flat[row1 + col1] - flat[row0 + col1] - flat[row1 + col0] + flat[row0 + col0]
+    kh = (r1 - r0).astype(np.float32)[:, :, None, None]
+    kw = (c1 - c0).astype(np.float32)[:, None, :, None]
+    return torch.from_numpy(sums.astype(np.float32) / kh / kw).permute(0, 3, 1, 2).contiguous()
 
 
 # Windows of at most this many pixels sum 8-bit values exactly in float32 (255 * n < 2**24),

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,30 @@ def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """Produce ``items`` in a background thread, so reading and decoding overlap computing.
+
+    PyAV, PIL and hashlib work with the GIL released; exceptions of the producer are re-raised
+    here, after the items it produced before them.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer, not lost in the thread
+            q.put(exc)
+        q.put(done)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            thread.join()
+            raise item
+        yield item
+    thread.join()
