@@ -158,7 +158,7 @@ def write_outputs(results: list[dict[str, Any]], watch: Watch, record: dict[str,
         "population_root": record["population_root"],
         "gallery": record["gallery"],
         "calibration": record["calibration"],
-        "calibrators": {str(n): describe_calibrator(c) if c else None
+        "calibrators": {str(n): describe_calibrator(c.calibrator) if c else None
                         for n, c in watch.calibrators.items()},
         "label_formats": list(LABEL_FORMATS),
         "model": models.model_record(params.analysis.model),

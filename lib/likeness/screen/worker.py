@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 
 from likeness import analysis, faces, models
-from likeness.calibration import FittedCalibrator
 from likeness.case import AnalysisParams, Case, Episode
 from likeness.episodes import sample_durations, sampling_interval
 from likeness.errors import FootageError, LikenessError
+from likeness.evidence import Calibration
 from likeness.files import copy_atomic, write_bytes_atomic, write_json_atomic
 from likeness.footage import read_frames
 from likeness.screen import gallery as gal
@@ -91,7 +91,7 @@ class Watch:
     gallery: gal.Gallery
     references: dict[str, pd.DataFrame]  # person -> usable reference photos
     lineup: pd.DataFrame  # usable photos of every watchlisted person and population identity
-    calibrators: dict[int, FittedCalibrator | None]  # by number of references
+    calibrators: dict[int, Calibration | None]  # evidence models, by number of references
     out: Path
     reuse_faces: bool = True
     inputs_key: str = ""  # hash of the watchlist and population embeddings (resumption check)
