@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import queue
 import threading
@@ -36,10 +35,16 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from likeness import embeddings, faces, footage, models
+from likeness import embeddings, faces, footage, models, runfolder
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
-from likeness.files import atomic_path, copy_atomic, write_json_atomic, write_parquet_atomic
+from likeness.files import (
+    atomic_path,
+    copy_atomic,
+    rename_into_place,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from likeness.intake import ensure_intake
 
 ANALYSIS_FILE = "analysis.json"
@@ -239,7 +244,7 @@ def analyze_episode(
         bar.close()
     writer.add_key_value_metadata({"likeness_status": json.dumps(status, sort_keys=True)})
     writer.close()
-    os.replace(partial, out)
+    rename_into_place(partial, out)  # recorded in the run folder's outputs.json as it lands
     return status
 
 
@@ -270,10 +275,20 @@ def _faces_to_cache(table_file: Path, cached: Path) -> None:
     copy_atomic(table_file, cached)
 
 
-def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any]:
-    """Write the cached faces table as this case's episode (its id may differ)."""
-    table = pq.read_table(cached)
-    status = episode_status_from_file(cached)
+def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any] | None:
+    """Write the cached faces table as this case's episode (its id may differ).
+
+    None when the cached table is unreadable or not a faces table (a damaged cache entry is
+    removed and the episode analysed again, never read blindly).
+    """
+    try:
+        table = pq.read_table(cached)
+        status = episode_status_from_file(cached)
+        if not table.schema.equals(FACE_SCHEMA, check_metadata=False):
+            raise ValueError("not a faces table")
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        cached.unlink(missing_ok=True)
+        return None
     status.update(episode=episode_id, message="faces reused from the cache")
     episode_col = pa.array([episode_id] * table.num_rows, pa.string())
     table = table.set_column(table.schema.get_field_index("episode"), "episode", episode_col)
@@ -375,8 +390,13 @@ def embed_case_photos(
         write_parquet_atomic(pop, pop_file)
 
 
+@runfolder.guarded_step("analyze")
 def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses."""
+    """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses.
+
+    One process at a time per run folder; every result already in the folder is checked
+    against the folder's record before it is reused (:mod:`likeness.runfolder`).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     intake = ensure_intake(case, run_dir)
@@ -394,8 +414,8 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
             statuses[episode.id] = episode_status_from_file(out)
             continue
         cached = faces_cache_path(case, episode_sha[episode.id])
-        if cached.exists():
-            statuses[episode.id] = _faces_from_cache(cached, episode.id, out)
+        if cached.exists() and (reused := _faces_from_cache(cached, episode.id, out)):
+            statuses[episode.id] = reused
             continue
         try:
             statuses[episode.id] = analyze_episode(
