@@ -380,6 +380,13 @@ def embed_case_photos(
             **common,
         )
         usable = pop.groupby("identity")["status"].apply(lambda s: (s == "ok").any())
+        if not usable.any():
+            raise CaseError(
+                f"{case.case_file}: population.path: {case.population_root} holds no identity "
+                f"with a usable face photo ({len(usable)} identities, {len(pop)} photos, the "
+                "claimant excluded), so no likelihood ratio can be calibrated; name a folder "
+                "with one sub-folder of face photos per person"
+            )
         for identity in usable.index[~usable]:
             record_warning(
                 run_dir,

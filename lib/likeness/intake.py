@@ -18,7 +18,7 @@ from PIL import Image
 
 from likeness import footage, runfolder
 from likeness.case import Case
-from likeness.errors import EvidenceChangedError, EvidenceError, FootageError
+from likeness.errors import EvidenceChangedError, EvidenceError, FootageError, record_warning
 from likeness.files import sha256_file, write_json_atomic
 
 INTAKE_FILE = "intake.json"
@@ -59,6 +59,8 @@ def intake_case(case: Case, run_dir: Path) -> dict[str, Any]:
         if role == "footage":
             try:
                 entry["probe"] = footage.probe_video(path)
+                for note in footage.probe_notes(entry["probe"]):
+                    record_warning(run_dir, f"footage {item_id}", note)
             except FootageError as exc:
                 # The episode's own step fails with this message; intake still records the hash.
                 entry["probe_error"] = str(exc)
