@@ -271,7 +271,10 @@ def _check_number(key: str, value: Any, where: str) -> int | float:
         return value  # a text or list parameter: its own check is elsewhere
     wanted = "a whole number" if whole else "a number"
     if not is_number or (whole and not isinstance(value, int)):
-        raise CaseError(f"{where}.{key}: expected {wanted}, got {value!r}")
+        hint = ""
+        if isinstance(value, str) and re.fullmatch(r"[-+]?\d+[eE][-+]?\d+", value.strip()):
+            hint = f" (YAML reads {value} as text: write it with a point, e.g. 1.0e+5)"
+        raise CaseError(f"{where}.{key}: expected {wanted}, got {value!r}{hint}")
     if isinstance(value, float) and not math.isfinite(value):
         raise CaseError(f"{where}.{key}: expected a finite number, got {value!r}")
     open_low = kind == "float open" or key in NULLABLE

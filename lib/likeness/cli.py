@@ -187,12 +187,11 @@ def one_line(message: object) -> str:
 
 
 def _log_folder(args: argparse.Namespace) -> Path:
-    """Where a traceback goes: the run folder when the command names an existing one, else the
-    user cache folder's ``logs/``."""
-    for name in ("out", "run_dir"):
-        value = getattr(args, name, None)
-        if value and Path(value).is_dir() and os.access(value, os.W_OK):
-            return Path(value)
+    """Where a traceback goes: the run folder (``--out``) when it exists, else the user cache
+    folder's ``logs/`` (never a report folder being verified: that would change it)."""
+    out = getattr(args, "out", None)
+    if out and Path(out).is_dir() and os.access(out, os.W_OK):
+        return Path(out)
     try:
         from likeness.models import cache_dir
 
@@ -210,7 +209,9 @@ def _write_crash_log(args: argparse.Namespace, exc: BaseException) -> Path | Non
         f"likeness {getattr(args, 'command', '?')} failed at {stamp} (pid {os.getpid()})\n"
         f"argv: {sys.argv!r}\n\n" + "".join(traceback.format_exception(exc))
     )
-    for folder in (_log_folder(args), Path("/tmp")):
+    import tempfile
+
+    for folder in (_log_folder(args), Path(tempfile.gettempdir())):
         path = folder / f"likeness-error-{stamp}-{os.getpid()}.log"
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -246,7 +247,7 @@ def run_command(args: argparse.Namespace) -> int:
         return error.exit_code
     except Exception as exc:
         if isinstance(exc, OSError):
-            known = output_error(exc.filename or "output", exc)
+            known = output_error(exc.filename or getattr(args, "out", None) or "output", exc)
             if known is not None:
                 print(f"likeness: error: {one_line(known)}", file=sys.stderr)
                 return known.exit_code

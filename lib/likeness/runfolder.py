@@ -145,11 +145,14 @@ def check_recorded(run_dir: str | os.PathLike[str]) -> list[str]:
                 problems.append(f"{path}: its recorded lines were changed")
             continue
         if size != want["bytes"]:
-            problems.append(f"{path}: {size} bytes, {want['bytes']} when it was written")
+            problems.append(
+                f"{path}: changed since it was written (now {size} bytes, {want['bytes']} "
+                "when written)"
+            )
         elif files.sha256_file(path) != want["sha256"]:
             problems.append(
-                f"{path}: changed since it was written (SHA-256 {want['sha256'][:16]}... "
-                "recorded)"
+                f"{path}: changed since it was written (same size, SHA-256 "
+                f"{want['sha256'][:16]}... when written)"
             )
     if problems:
         raise RunFolderIntegrityError(
