@@ -203,6 +203,8 @@ def test_changed_faces_table_is_refused_naming_it(analysed, tmp_path, tamper, sa
     with pytest.raises(RunFolderIntegrityError) as caught:
         analyze_case(load_case(case_file), run, progress=False)
     assert f"{table}: {said}" in str(caught.value)
+    if tamper is not _halve_rows:
+        return  # the command line's view is the same for every kind of change
     code, _, err = finish(likeness("analyze", case_file, "--out", run, "--quiet"))
     assert code == 5
     line = one_error_line(err)
