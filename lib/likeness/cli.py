@@ -10,6 +10,7 @@ unforeseen prints one line with the path of a log file that holds the traceback,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -86,9 +87,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     from likeness.report import build_report
 
     overrides = dict(_parse_setting(item) for item in args.set)
-    folder = build_report(
-        args.case, args.out, run_id=args.run_id, overrides=overrides, progress=not args.quiet
-    )
+    with contextlib.ExitStack() as stack:
+        if args.run_id:
+            # A named run id may be built by two commands at once: one writer per folder.
+            from likeness.case import check_id, load_case
+            from likeness.runfolder import writer_lock
+
+            run_id = check_id(args.run_id, "--run-id", "run id")
+            folder = Path(args.out).expanduser() / load_case(args.case).case_id / run_id
+            stack.enter_context(writer_lock(folder, "report"))
+        folder = build_report(
+            args.case, args.out, run_id=args.run_id, overrides=overrides,
+            progress=not args.quiet,
+        )
     print(f"report in {folder}")
     return 0
 
