@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 import badmedia
 from casedata import ELON_REFERENCE, HAMILTON, LFW, SWAP, write_case
@@ -164,37 +165,36 @@ def test_prober_on_truncated_or_bit_flipped_headers(fuzz_sources, tmp_path, data
 # Photos
 
 
-def _png(path: Path, width: int, height: int) -> Path:
-    """A grey PNG written row by row: a few KiB on disk, width*height pixels decoded."""
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG declaring width x height whose data holds only its first rows: the shape of a
+    decompression bomb, which must be refused from its header, before any decoding."""
     def chunk(kind: bytes, body: bytes) -> bytes:
         return (struct.pack(">I", len(body)) + kind + body
                 + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
 
-    compress = zlib.compressobj(9)
-    row = b"\x00" + b"\x80" * width
-    idat = b"".join(compress.compress(row) for _ in range(height)) + compress.flush()
+    rows = zlib.compress((b"\x00" + b"\x80" * width) * 4)
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
                      + chunk(b"IEND", b""))
     return path
 
 
 def test_decompression_bomb_is_refused_before_decoding(media):
-    bomb = _png(media / "bomb.png", 30000, 30000)
-    assert bomb.stat().st_size < 2_000_000
+    bomb = _png_header_only(media / "bomb.png", 30000, 30000)
     with pytest.raises(ImageError) as caught:
         embeddings.read_rgb(bomb)
     assert str(caught.value) == (
-        f"{bomb}: 30000x30000 pixels is more than the 300,000,000 a photo may have (a "
+        f"{bomb}: 900,000,000 pixels is more than the 300,000,000 a photo may have (a "
         "decompression bomb or an over-large scan); use a smaller copy of the photo"
     )
 
 
 def test_very_large_photo_is_reduced_while_decoding(media):
-    big = _png(media / "big.png", 16000, 12000)
+    big = media / "big.jpg"
+    Image.new("L", (16000, 12000), 128).save(big, quality=60)
     image = embeddings.read_rgb(big)
     assert image.shape == (6144, 8192, 3) and image.dtype == np.uint8
-    assert int(image[100, 100, 0]) == 128
+    assert abs(int(image[100, 100, 0]) - 128) <= 2
 
 
 def test_tiny_photo_is_refused_with_its_size(media):

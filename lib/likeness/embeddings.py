@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,9 +83,10 @@ MAX_PHOTO_SIDE = 8192
 # A photo whose shorter side is below this cannot hold a face MTCNN finds (its smallest
 # window is 12 px at min_face_size 20); refused with a message instead of reaching MTCNN.
 MIN_PHOTO_SIDE = 20
-# PIL's own bomb check stops at 179 M pixels with an exception of its own; the limit above is
-# checked here with a message, so PIL's is set to it.
-Image.MAX_IMAGE_PIXELS = MAX_PHOTO_PIXELS
+# PIL refuses to open images over twice its MAX_IMAGE_PIXELS (and warns over it): set so that
+# it refuses exactly what is over MAX_PHOTO_PIXELS (179 M pixels by default, which would refuse
+# a 16000 x 12000 photo that is safely reduced here).
+Image.MAX_IMAGE_PIXELS = MAX_PHOTO_PIXELS // 2
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -100,17 +102,19 @@ def read_rgb(path: Path) -> np.ndarray:
 
     from likeness.errors import ImageError
 
+    def too_large(pixels: str) -> ImageError:
+        return ImageError(
+            f"{path}: {pixels} pixels is more than the {MAX_PHOTO_PIXELS:,} a photo may have (a "
+            "decompression bomb or an over-large scan); use a smaller copy of the photo"
+        )
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 width, height = img.size
                 if width * height > MAX_PHOTO_PIXELS:
-                    raise ImageError(
-                        f"{path}: {width}x{height} pixels is more than the {MAX_PHOTO_PIXELS:,} "
-                        "a photo may have (a decompression bomb or an over-large scan); "
-                        "use a smaller copy of the photo"
-                    )
+                    raise too_large(f"{width}x{height}")
                 if min(width, height) < MIN_PHOTO_SIDE:
                     raise ImageError(
                         f"{path}: {width}x{height} pixels is too small to hold a usable face "
@@ -126,8 +130,10 @@ def read_rgb(path: Path) -> np.ndarray:
                 img.load()
     except FileNotFoundError as exc:
         raise ImageError(f"{path}: file not found") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
-            Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's check, made before ours can run
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise too_large(f"{int(found.group(1)):,}" if found else "too many") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
     except MemoryError as exc:
         raise ImageError(f"{path}: too large to decode in the memory available") from exc
