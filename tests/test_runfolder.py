@@ -61,7 +61,7 @@ def likeness(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
-def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
+def finish(process: subprocess.Popen, timeout: float = 1800) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
 
@@ -103,8 +103,8 @@ def analysed(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_second_analysis_on_the_same_folder_is_refused_and_the_first_completes(tmp_path):
-    case_file = small_case(tmp_path, sample_fps=None)  # every frame: the first run takes a while
-    env = fresh_cache(tmp_path / "cache")
+    case_file = small_case(tmp_path)
+    env = fresh_cache(tmp_path / "cache")  # nothing cached: the first run computes every face
     run_dir = tmp_path / "run"
     first = likeness("analyze", case_file, "--out", run_dir, "--quiet", env=env)
     deadline = time.monotonic() + 300
@@ -123,7 +123,7 @@ def test_second_analysis_on_the_same_folder_is_refused_and_the_first_completes(t
     assert code == 0, out + err
     statuses = json.loads((run_dir / "episode_status.json").read_text())
     assert {s["status"] for s in statuses.values()} == {"ok"}
-    assert all(s["n_frames"] == 66 and s["n_faces"] >= 60 for s in statuses.values())
+    assert all(s["n_frames"] == 14 and s["n_faces"] >= 13 for s in statuses.values())
     assert (run_dir / "episodes.csv").is_file()
     # Every result the folder holds is recorded and matches its record.
     assert runfolder.check_recorded(run_dir) == []
@@ -148,7 +148,7 @@ def test_second_analysis_on_the_same_folder_is_refused_and_the_first_completes(t
 
 def test_a_killed_writer_leaves_the_folder_usable(tmp_path):
     """kill -9 releases the lock (the kernel drops it) and keeps what was recorded."""
-    case_file = small_case(tmp_path, sample_fps=None)
+    case_file = small_case(tmp_path)
     env = fresh_cache(tmp_path / "cache")
     run_dir = tmp_path / "run"
     first = likeness("analyze", case_file, "--out", run_dir, "--quiet", env=env)
