@@ -282,7 +282,8 @@ def _check_number(key: str, value: Any, where: str) -> int | float:
     too_low = value <= low if open_low else value < low
     too_high = value >= high if open_high else value > high
     if too_low or too_high:
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        lo, hi = (f"{int(low)}", f"{int(high)}") if whole else (f"{low:g}", f"{high:g}")
+        interval = f"{'(' if open_low else '['}{lo}, {hi}{')' if open_high else ']'}"
         shown = f"{value!r}" if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
         positive = "a positive " if open_low and low == 0 else ""
         what = f"{positive or 'a '}{'whole number' if whole else 'number'}"
@@ -378,8 +379,8 @@ def read_yaml(path: Path) -> Any:
         if size > MAX_CASE_FILE_BYTES:
             raise CaseError(f"{path}: {size} bytes is too large for a case file (at most "
                             f"{MAX_CASE_FILE_BYTES}); name the right file")
-        text = path.read_text(encoding="utf-8")
-        return yaml.load(text, Loader=_StrictLoader)
+        with path.open(encoding="utf-8") as stream:  # errors then point at the file's line
+            return yaml.load(stream, Loader=_StrictLoader)
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise CaseError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     except RecursionError:
