@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 from collections.abc import Iterable
 from importlib import metadata
@@ -35,13 +34,14 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from likeness import embeddings, faces, footage, inference, models, processing_log
+from likeness import embeddings, faces, footage, inference, models, processing_log, runfolder
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
 from likeness.files import (
     atomic_path,
     copy_atomic,
     prefetch,
+    rename_into_place,
     write_csv_atomic,
     write_json_atomic,
     write_parquet_atomic,
@@ -236,7 +236,7 @@ def analyze_episode(
         bar.close()
     writer.add_key_value_metadata({"likeness_status": json.dumps(status, sort_keys=True)})
     writer.close()
-    os.replace(partial, out)
+    rename_into_place(partial, out)  # recorded in the run folder's outputs.json as it lands
     return status
 
 
@@ -270,10 +270,20 @@ def _faces_to_cache(table_file: Path, cached: Path) -> None:
     copy_atomic(table_file, cached)
 
 
-def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any]:
-    """Write the cached faces table as this case's episode (its id may differ)."""
-    table = pq.read_table(cached)
-    status = episode_status_from_file(cached)
+def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any] | None:
+    """Write the cached faces table as this case's episode (its id may differ).
+
+    None when the cached table is unreadable or not a faces table (a damaged cache entry is
+    removed and the episode analysed again, never read blindly).
+    """
+    try:
+        table = pq.read_table(cached)
+        status = episode_status_from_file(cached)
+        if not table.schema.equals(FACE_SCHEMA, check_metadata=False):
+            raise ValueError("not a faces table")
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        cached.unlink(missing_ok=True)
+        return None
     status.update(episode=episode_id, message="faces reused from the cache")
     episode_col = pa.array([episode_id] * table.num_rows, pa.string())
     table = table.set_column(table.schema.get_field_index("episode"), "episode", episode_col)
@@ -380,6 +390,13 @@ def embed_case_photos(
             **common,
         )
         usable = pop.groupby("identity")["status"].apply(lambda s: (s == "ok").any())
+        if not usable.any():
+            raise CaseError(
+                f"{case.case_file}: population.path: {case.population_root} holds no identity "
+                f"with a usable face photo ({len(usable)} identities, {len(pop)} photos, the "
+                "claimant excluded), so no likelihood ratio can be calibrated; name a folder "
+                "with one sub-folder of face photos per person"
+            )
         for identity in usable.index[~usable]:
             record_warning(
                 run_dir,
@@ -399,8 +416,13 @@ def expected_frames(probe: dict[str, Any] | None, sample_fps: float | None) -> i
     return math.ceil(float(probe.get("duration_s") or 0.0) * sample_fps)
 
 
+@runfolder.guarded_step("analyze")
 def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses."""
+    """Run (or resume) the whole analysis of ``case`` into ``run_dir``; returns the statuses.
+
+    One process at a time per run folder; every result already in the folder is checked
+    against the folder's record before it is reused (:mod:`likeness.runfolder`).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = processing_log.log_start(run_dir, "analyze", case.analysis.as_dict())
@@ -432,8 +454,8 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
             statuses[episode.id] = episode_status_from_file(out)
             continue
         cached = faces_cache_path(case, episode_sha[episode.id])
-        if cached.exists():
-            statuses[episode.id] = _faces_from_cache(cached, episode.id, out)
+        if cached.exists() and (reused := _faces_from_cache(cached, episode.id, out)):
+            statuses[episode.id] = reused
             continue
         try:
             statuses[episode.id] = analyze_episode(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 from pathlib import Path
@@ -84,6 +85,32 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
 }
 NORMALISATIONS = ("as-norm", "none")
 CALIBRATION_METHODS = ("auto", "logistic", "kde", "isotonic")
+
+# The range of every number of the ``analysis`` section: (kind, lowest, highest), bounds
+# included except where the kind says "open". A new parameter gets a line here; a number
+# without a line is still checked to be finite and to fit 64 bits (see _check_number).
+NUMBER_RANGES: dict[str, tuple[str, float, float]] = {
+    "sample_fps": ("float", 0.0, 1000.0),  # 0 excluded: 0 fps samples nothing
+    "detect_batch_size": ("int", 1, 1024),
+    "embed_batch_size": ("int", 1, 4096),
+    "min_face_size": ("int", 1, 4096),
+    "min_detection_prob": ("float open", 0.0, 1.0),
+    "top_k": ("int", 1, 1000),
+    "operating_point_log10_lr": ("float", -20.0, 20.0),
+    "bootstrap_samples": ("int", 1, 1_000_000),
+    # numpy's legacy generators and many libraries take 32-bit seeds.
+    "seed": ("int", 0, 2**32 - 1),
+    "max_photos_per_identity": ("int", 1, 100_000),
+    "calibration_bootstrap_samples": ("int", 0, 10_000),
+}
+# Numbers that may be null (sample_fps: null reads every frame); the lower bound is then open.
+NULLABLE = ("sample_fps",)
+# What file systems accept: ids become file names, paths are opened.
+MAX_ID_CHARS = 100
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+# A case file is a page of settings; anything much larger is not one.
+MAX_CASE_FILE_BYTES = 1 << 20
 
 REQUIRED_FIELDS = ("case_id", "claimant", "footage")
 KNOWN_FIELDS = ("case_id", "title", "claimant", "footage", "population", "analysis",
@@ -185,8 +212,45 @@ def testdata_root() -> Path:
     return (project_root().parent / "shared" / "testdata").resolve()
 
 
+def _check_path_text(text: str, where: str) -> None:
+    """Refuse a path no file system accepts (NUL, not encodable, over-long names)."""
+    if "\x00" in text:
+        raise CaseError(f"{where}: the path holds a NUL character; write the file's real path")
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError:
+        raise CaseError(
+            f"{where}: the path holds characters this system cannot encode; rename the file"
+        ) from None
+    if len(raw) > MAX_PATH_BYTES:
+        raise CaseError(f"{where}: the path is {len(raw)} bytes long, more than the "
+                        f"{MAX_PATH_BYTES} file systems accept; use a shorter path")
+    for part in raw.split(b"/"):
+        if len(part) > MAX_NAME_BYTES:
+            raise CaseError(
+                f"{where}: the name '{os.fsdecode(part)[:40]}...' is {len(part)} bytes long, "
+                f"more than the {MAX_NAME_BYTES} file systems accept; rename it"
+            )
+
+
+def check_id(value: Any, where: str, what: str) -> str:
+    """An id that becomes a file or folder name: letters, digits, - and _, at most 100."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise CaseError(f"{where}: {what} must be a name (letters, digits, - and _), got "
+                        f"{type(value).__name__}")
+    text = str(value)
+    if not CASE_ID_PATTERN.match(text):
+        raise CaseError(f"{where}: {what} '{text[:60]}' may hold only letters, digits, - and _")
+    if len(text) > MAX_ID_CHARS:
+        raise CaseError(f"{where}: {what} is {len(text)} characters long; at most "
+                        f"{MAX_ID_CHARS} are allowed (it becomes a file name), shorten it")
+    return text
+
+
 def expand_path(value: str, base: Path, *, where: str) -> Path:
     """Expand ``${VAR}`` and ``~`` in a case file's path; a relative path is relative to base."""
+    if not isinstance(value, str) or not value.strip():
+        raise CaseError(f"{where}: expected a path (text), got {value!r}")
     env = dict(os.environ)
     env.setdefault("LIKENESS_TESTDATA", str(testdata_root()))
 
@@ -197,8 +261,17 @@ def expand_path(value: str, base: Path, *, where: str) -> Path:
         return env[name]
 
     expanded = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", substitute, str(value))
-    path = Path(expanded).expanduser()
-    return (path if path.is_absolute() else base / path).resolve()
+    _check_path_text(expanded, where)
+    try:
+        path = Path(expanded).expanduser()
+        path = (path if path.is_absolute() else base / path).resolve()
+        path.stat()
+    except FileNotFoundError:
+        pass  # the caller says what is missing
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CaseError(f"{where}: {expanded} cannot be used as a path ({exc})") from exc
+    _check_path_text(str(path), where)
+    return path
 
 
 def _unknown_field_error(where: str, key: str, known: tuple[str, ...]) -> CaseError:
@@ -263,43 +336,65 @@ def _performers(raw: Any, base: Path, where: str) -> tuple[Performer, ...]:
     return tuple(out)
 
 
+def _check_number(key: str, value: Any, where: str) -> int | float:
+    """A number of the analysis section, range-checked by NUMBER_RANGES (NaN, inf refused)."""
+    kind, low, high = NUMBER_RANGES.get(key, ("any", -(2.0**63), 2.0**63 - 1))
+    whole = kind == "int"
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "any" and not is_number:
+        return value  # a text or list parameter: its own check is elsewhere
+    wanted = "a whole number" if whole else "a number"
+    if not is_number or (whole and not isinstance(value, int)):
+        hint = ""
+        if isinstance(value, str) and re.fullmatch(r"[-+]?\d+[eE][-+]?\d+", value.strip()):
+            hint = f" (YAML reads {value} as text: write it with a point, e.g. 1.0e+5)"
+        raise CaseError(f"{where}.{key}: expected {wanted}, got {value!r}{hint}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CaseError(f"{where}.{key}: expected a finite number, got {value!r}")
+    open_low = kind == "float open" or key in NULLABLE
+    open_high = kind == "float open"
+    too_low = value <= low if open_low else value < low
+    too_high = value >= high if open_high else value > high
+    if too_low or too_high:
+        lo, hi = (f"{int(low)}", f"{int(high)}") if whole else (f"{low:g}", f"{high:g}")
+        interval = f"{'(' if open_low else '['}{lo}, {hi}{')' if open_high else ']'}"
+        shown = f"{value!r}" if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        positive = "a positive " if open_low and low == 0 else ""
+        what = f"{positive or 'a '}{'whole number' if whole else 'number'}"
+        null = " or null" if key in NULLABLE else ""
+        raise CaseError(f"{where}.{key}: expected {what} in {interval}{null}, got {shown}")
+    return value if whole else float(value)
+
+
+def check_device(device: str, where: str) -> str:
+    """'auto', 'cpu' or 'cuda[:N]' naming a GPU that is present."""
+    match = re.fullmatch(r"cuda(?::(\d{1,3}))?", device)
+    if device in ("auto", "cpu"):
+        return device
+    if match is None:
+        raise CaseError(f"{where}.device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    import torch  # late: only a GPU request needs it here
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(match.group(1) or 0)
+    if index >= count:
+        have = f"{count} GPU(s) (cuda:0..cuda:{count - 1})" if count else "no usable GPU"
+        raise CaseError(f"{where}.device: '{device}' asked for, but this machine has {have}; "
+                        "set device: auto or cpu")
+    return device
+
+
 def analysis_params(raw: Any, where: str) -> AnalysisParams:
     """Validate an ``analysis`` mapping (defaults filled in); ``where`` prefixes errors."""
     raw = {} if raw is None else raw
     _check_fields(raw, where, tuple(ANALYSIS_DEFAULTS), ())
     values = {**ANALYSIS_DEFAULTS, **raw}
     # Each value is checked for type and range: a typo'd number must not silently change results.
-    fps = values["sample_fps"]
-    if fps in (None, "all"):
+    if values["sample_fps"] in (None, "all"):
         values["sample_fps"] = None
-    elif not isinstance(fps, int | float) or isinstance(fps, bool) or fps <= 0:
-        raise CaseError(f"{where}.sample_fps: expected a positive number or null, got {fps!r}")
-    else:
-        values["sample_fps"] = float(fps)
-    int_fields = (
-        "detect_batch_size",
-        "embed_batch_size",
-        "min_face_size",
-        "top_k",
-        "bootstrap_samples",
-        "seed",
-        "max_photos_per_identity",
-    )
-    for key in int_fields:
-        value = values[key]
-        if (
-            not isinstance(value, int)
-            or isinstance(value, bool)
-            or value < (0 if key == "seed" else 1)
-        ):
-            raise CaseError(f"{where}.{key}: expected a positive integer, got {value!r}")
-    for key in ("min_detection_prob", "operating_point_log10_lr"):
-        value = values[key]
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise CaseError(f"{where}.{key}: expected a number, got {value!r}")
-        values[key] = float(value)
-    if not 0.0 < values["min_detection_prob"] < 1.0:
-        raise CaseError(f"{where}.min_detection_prob: expected a number in (0, 1)")
+    for key, value in values.items():
+        if value is not None or (key in NUMBER_RANGES and key != "sample_fps"):
+            values[key] = _check_number(key, value, where)
     for key in ("model", "device"):
         if not isinstance(values[key], str):
             raise CaseError(f"{where}.{key}: expected a string, got {values[key]!r}")
@@ -307,26 +402,21 @@ def analysis_params(raw: Any, where: str) -> AnalysisParams:
 
     if values["model"] not in MODELS:
         raise CaseError(
-            f"{where}.model: unknown model '{values['model']}'; known: {', '.join(MODELS)}"
+            f"{where}.model: unknown model '{values['model'][:60]}'; known: {', '.join(MODELS)}"
         )
-    if values["device"] not in ("auto", "cpu") and not values["device"].startswith("cuda"):
-        raise CaseError(f"{where}.device: expected 'auto', 'cpu' or 'cuda[:N]'")
+    values["device"] = check_device(values["device"], where)
     _evidence_params(values, where, MODELS)
     return AnalysisParams(**values)
 
 
 def _evidence_params(values: dict[str, Any], where: str, models: Any) -> None:
-    """Check (in place) the parameters of the evidence model: normalisation, calibrator,
-    calibration bootstrap, the models compared and the sensitivity switch."""
+    """Check (in place) the parameters of the evidence model that are not numbers:
+    normalisation, calibrator, the models compared and the sensitivity switch."""
     for key, allowed in (("normalisation", NORMALISATIONS),
                          ("calibration_method", CALIBRATION_METHODS)):
         if values[key] not in allowed:
             raise CaseError(f"{where}.{key}: expected one of {', '.join(allowed)}, "
                             f"got {values[key]!r}")
-    n = values["calibration_bootstrap_samples"]
-    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 10_000:
-        raise CaseError(f"{where}.calibration_bootstrap_samples: expected an integer in "
-                        f"[0, 10000], got {n!r}")
     compare = values["compare_models"] or []
     if isinstance(compare, str):
         compare = [compare]
@@ -338,24 +428,75 @@ def _evidence_params(values: dict[str, Any], where: str, models: Any) -> None:
         raise CaseError(f"{where}.sensitivity: expected true or false")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases, anchors or duplicate keys.
+
+    Aliases make a small file expand into a huge document ("billion laughs"); a duplicate key
+    silently drops one of two values. A case file needs neither, so both are refused.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None, None, "anchors (&name) and aliases (*name) are not allowed in a case file; "
+                "write each value out", event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not allowed in a case file",
+                    key_node.start_mark,
+                )
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # an unhashable key: the base class says so
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (the second would silently replace the "
+                    "first); keep one", key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a case file with the strict loader; CaseError naming the file and the line."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CASE_FILE_BYTES:
+            raise CaseError(f"{path}: {size} bytes is too large for a case file (at most "
+                            f"{MAX_CASE_FILE_BYTES}); name the right file")
+        with path.open(encoding="utf-8") as stream:  # errors then point at the file's line
+            return yaml.load(stream, Loader=_StrictLoader)
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        raise CaseError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    except RecursionError:
+        raise CaseError(f"{path}: nested too deeply to be a case file") from None
+    except OSError as exc:
+        raise CaseError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from exc
+
+
 def load_case(path: str | os.PathLike[str]) -> Case:
     """Load and validate a case from its ``case.yaml`` (or the folder holding it)."""
+    _check_path_text(os.fspath(path), f"{os.fspath(path)[:200]}: case file")
     case_file = Path(path).expanduser().resolve()
     if case_file.is_dir():
         case_file = case_file / CASE_FILE
     if not case_file.is_file():
         raise CaseError(f"{case_file}: case file not found")
-    try:
-        raw = yaml.safe_load(case_file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CaseError(f"{case_file}: not valid YAML: {exc}") from exc
+    raw = read_yaml(case_file)
     where = str(case_file)
     _check_fields(raw, where, KNOWN_FIELDS, REQUIRED_FIELDS)
     base = case_file.parent
 
-    case_id = str(raw["case_id"])
-    if not CASE_ID_PATTERN.match(case_id):
-        raise CaseError(f"{where}: case_id '{case_id}' may hold only letters, digits, - and _")
+    case_id = check_id(raw["case_id"], where, "case_id")
 
     claimant = _check_fields(
         raw["claimant"], f"{where}: claimant", CLAIMANT_FIELDS, CLAIMANT_FIELDS[:2]
@@ -370,9 +511,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
     for i, item in enumerate(footage):
         ep_where = f"{where}: footage[{i}]"
         item = _check_fields(item, ep_where, EPISODE_FIELDS, EPISODE_FIELDS[:2])
-        ep_id = str(item["id"])
-        if not EPISODE_ID_PATTERN.match(ep_id):
-            raise CaseError(f"{ep_where}.id: '{ep_id}' may hold only letters, digits, - and _")
+        ep_id = check_id(item["id"], ep_where, "id")
         if ep_id in {e.id for e in episodes}:
             raise CaseError(f"{ep_where}.id: episode id '{ep_id}' is used twice")
         ep_path = expand_path(item["path"], base, where=f"{ep_where}.path")

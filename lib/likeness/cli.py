@@ -1,17 +1,24 @@
 """The ``likeness`` command: intake, analyze, validate, report, verify, models, population,
 survey, screen.
 
-Each sub-command is a thin call into the library; errors the library raises on purpose
-(LikenessError) are printed as one clear message and exit with status 2.
+Each sub-command is a thin call into the library. :func:`main` is the one boundary between
+the library and the user, for every sub-command: an error the library raises on purpose
+(LikenessError) is printed as one line naming the file, the field and what to do, and exits
+with its class's status (``EXIT_CODES``); a full disk or a read-only folder exits 6; anything
+unforeseen prints one line with the path of a log file that holds the traceback, and exits 70.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
+import os
 import sys
+import traceback
 from pathlib import Path
 
-from likeness.errors import CaseError, LikenessError
+from likeness.errors import EXIT_CODES, CaseError, LikenessError, ResourceError
 
 
 def _default_run_dir(case_path: str) -> Path:
@@ -96,10 +103,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     from likeness.report import build_report
 
     overrides = dict(_parse_setting(item) for item in args.set)
-    folder = build_report(
-        args.case, args.out, run_id=args.run_id, overrides=overrides, progress=not args.quiet,
-        survey_dir=args.survey, survey_results_dir=args.survey_results,
-    )
+    with contextlib.ExitStack() as stack:
+        if args.run_id:
+            # A named run id may be built by two commands at once: one writer per folder.
+            from likeness.case import check_id, load_case
+            from likeness.runfolder import writer_lock
+
+            run_id = check_id(args.run_id, "--run-id", "run id")
+            folder = Path(args.out).expanduser() / load_case(args.case).case_id / run_id
+            stack.enter_context(writer_lock(folder, "report"))
+        folder = build_report(
+            args.case, args.out, run_id=args.run_id, overrides=overrides,
+            progress=not args.quiet, survey_dir=args.survey,
+            survey_results_dir=args.survey_results,
+        )
     print(f"report in {folder}")
     return 0
 
@@ -251,12 +268,17 @@ def cmd_screen(args: argparse.Namespace) -> int:
     print(f"{summary['n_hits']} hits; results in {args.out}")
     # Every other video is screened, but a failed one makes the screening incomplete.
     return 3 if summary["videos"].get("failed") else 0
+def _exit_codes_epilog() -> str:
+    lines = [f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items()]
+    return "exit status:\n" + "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="likeness",
         description="Forensic analysis of likeness (portrait-rights) cases built on face-swaps.",
+        epilog=_exit_codes_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -336,13 +358,95 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+INTERNAL_ERROR_EXIT = 70
+INTERRUPTED_EXIT = 130
+LOG_DIR_NAME = "logs"
+
+
+def one_line(message: object) -> str:
+    """A message on one line: the lines of a multi-line message joined with '; '."""
+    parts = [part.strip() for part in str(message).splitlines()]
+    return "; ".join(part for part in parts if part).replace(":;", ":")
+
+
+def _log_folder(args: argparse.Namespace) -> Path:
+    """Where a traceback goes: the run folder (``--out``) when it exists, else the user cache
+    folder's ``logs/`` (never a report folder being verified: that would change it)."""
+    out = getattr(args, "out", None)
+    if out and Path(out).is_dir() and os.access(out, os.W_OK):
+        return Path(out)
+    try:
+        from likeness.models import cache_dir
+
+        return cache_dir() / LOG_DIR_NAME
+    except Exception:  # the cache itself may be what is broken
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "likeness-logs"
+
+
+def _write_crash_log(args: argparse.Namespace, exc: BaseException) -> Path | None:
+    """Write the traceback of an unforeseen error to a log file; its path, or None."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    text = (
+        f"likeness {getattr(args, 'command', '?')} failed at {stamp} (pid {os.getpid()})\n"
+        f"argv: {sys.argv!r}\n\n" + "".join(traceback.format_exception(exc))
+    )
+    import tempfile
+
+    for folder in (_log_folder(args), Path(tempfile.gettempdir())):
+        path = folder / f"likeness-error-{stamp}-{os.getpid()}.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, "utf-8")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed sub-command behind the boundary: no traceback ever reaches the user."""
+    from likeness.files import output_error
+
     try:
         return args.func(args)
     except LikenessError as exc:
-        print(f"likeness: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"likeness: error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "likeness: interrupted; what was finished is kept, run the same command again to "
+            "resume",
+            file=sys.stderr,
+        )
+        return INTERRUPTED_EXIT
+    except MemoryError:
+        error = ResourceError(
+            "out of memory; close other programs, lower analysis.detect_batch_size and "
+            "analysis.embed_batch_size in case.yaml, or use a machine with more memory"
+        )
+        print(f"likeness: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except Exception as exc:
+        if isinstance(exc, OSError):
+            known = output_error(exc.filename or getattr(args, "out", None) or "output", exc)
+            if known is not None:
+                print(f"likeness: error: {one_line(known)}", file=sys.stderr)
+                return known.exit_code
+        log = _write_crash_log(args, exc)
+        where = f"; the traceback is in {log}" if log else ""
+        print(
+            f"likeness: internal error ({type(exc).__name__}: {one_line(exc)[:300]}){where}; "
+            "please report it with that file",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR_EXIT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args)
 
 
 if __name__ == "__main__":

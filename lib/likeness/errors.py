@@ -13,7 +13,13 @@ from pathlib import Path
 
 
 class LikenessError(Exception):
-    """Base class of every error likeness raises on purpose."""
+    """Base class of every error likeness raises on purpose.
+
+    ``exit_code`` is the status the ``likeness`` command exits with for this class of error
+    (documented in :data:`EXIT_CODES` and the command's ``--help``).
+    """
+
+    exit_code = 2
 
 
 class CaseError(LikenessError):
@@ -22,6 +28,12 @@ class CaseError(LikenessError):
 
 class EvidenceError(LikenessError):
     """Evidence that is unreadable or changed since intake (chain of custody broken)."""
+
+
+class EvidenceChangedError(EvidenceError):
+    """Evidence whose SHA-256 differs from the one taken in at intake."""
+
+    exit_code = 5
 
 
 class FootageError(LikenessError):
@@ -42,6 +54,46 @@ class PopulationError(LikenessError):
 
 class ReportError(LikenessError):
     """A report run that failed (a notebook cell raised, a renderer failed)."""
+
+
+class RunFolderBusyError(LikenessError):
+    """Another process is writing into the same run folder."""
+
+    exit_code = 4
+
+
+class RunFolderIntegrityError(LikenessError):
+    """A result recorded in a run folder was changed, truncated or removed since it was written."""
+
+    exit_code = 5
+
+
+class OutputError(LikenessError):
+    """An output cannot be written: disk full, read-only folder, no permission, name too long."""
+
+    exit_code = 6
+
+
+class ResourceError(LikenessError):
+    """The machine lacks what the analysis needs (memory, a GPU that was asked for)."""
+
+    exit_code = 7
+
+
+# Exit statuses of the ``likeness`` command, one per class of outcome.
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "verify found a change (the report folder does not match its manifest)",
+    2: "bad input: case.yaml, footage, photo, model weights or report failure (the message "
+    "names the file and the field)",
+    3: "the analysis finished but at least one episode failed (see episode_status.json)",
+    4: "the run folder is in use by another likeness process; wait for it or use another --out",
+    5: "integrity: evidence or a recorded intermediate result changed since it was written",
+    6: "an output cannot be written (disk full, read-only or missing folder, no permission)",
+    7: "not enough resources (memory, a requested GPU)",
+    70: "internal error (a bug): the message gives the log file holding the traceback",
+    130: "interrupted (Ctrl-C); what was finished is kept, run the command again to resume",
+}
 
 
 WARNINGS_FILE = "warnings.csv"

@@ -242,6 +242,9 @@ def mtcnn_detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, 
             scales.append(scale_i)
             scale_i = scale_i * factor
             minl = minl * factor
+        if not scales:  # smaller than P-Net's 12 px window at min_face_size: no face fits
+            empty = (np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32))
+            return [empty for _ in range(batch_size)]
 
         # First stage: P-Net over the scale pyramid.
         boxes_list, inds_list, picks = [], [], []

@@ -7,20 +7,88 @@ either the old file, the new one, or nothing: never a partial file that looks co
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import queue
 import shutil
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from likeness.errors import OutputError
+
 HASH_CHUNK = 1 << 20
+
+# Errors that say the output side failed, whatever file the call was about.
+_OUTPUT_ERRNOS = {
+    errno.ENOSPC: "the disk is full; free space or write elsewhere (--out)",
+    errno.EDQUOT: "the disk quota is exhausted; free space or write elsewhere (--out)",
+    errno.EROFS: "the file system is read-only; write elsewhere (--out)",
+    errno.EFBIG: "the file grew beyond the size this process may write (ulimit -f); "
+    "raise the limit or write elsewhere (--out)",
+}
+# Errors that say the output side failed when they are about the output's own path.
+_PATH_ERRNOS = {
+    errno.EACCES: "no permission to write there; choose a folder you may write to (--out)",
+    errno.EPERM: "no permission to write there; choose a folder you may write to (--out)",
+    errno.ENOTDIR: "a file is in the way where a folder is needed; choose another --out",
+    errno.EEXIST: "a file is in the way where a folder is needed; choose another --out",
+    errno.EISDIR: "a folder is in the way where a file is needed; choose another --out",
+    errno.ENAMETOOLONG: "the name is too long for the file system; use shorter ids or paths",
+    errno.ENOENT: "its folder does not exist or was removed; choose an existing --out",
+}
+
+# Called with (finished temporary file, destination) just before each rename into place, so
+# that the run folder can record what it holds as it is written (likeness.runfolder registers
+# here). Called before the rename: a crash between the two leaves a record of a file that did
+# not land, which the run folder tells from a changed file; the opposite order would leave a
+# finished file without a record.
+rename_hooks: list[Callable[[Path, Path], None]] = []
+
+
+def output_error(path: str | os.PathLike[str], exc: OSError) -> OutputError | None:
+    """The OutputError for ``exc`` raised while writing ``path``, or None when it is not one.
+
+    pyarrow's errors carry no errno, only FFmpeg/C library text: those are matched by text.
+    """
+    code = exc.errno
+    text = str(exc)
+    if code is None and "No space left on device" in text:
+        code = errno.ENOSPC
+    if code is None and "Read-only file system" in text:
+        code = errno.EROFS
+    advice = _OUTPUT_ERRNOS.get(code) or _PATH_ERRNOS.get(code)
+    if advice is None:
+        return None
+    return OutputError(f"{path}: cannot be written: {os.strerror(code)}; {advice}")
+
+
+def make_folder(path: str | os.PathLike[str]) -> Path:
+    """Create an output folder (and its parents), or raise OutputError saying why not."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (output_error(path, exc) or exc) from exc
+    if not path.is_dir():
+        raise OutputError(f"{path}: is a file, not a folder; choose another --out")
+    return path
+
+
+def rename_into_place(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Rename a finished temporary file onto ``path`` (atomic), telling ``rename_hooks`` first."""
+    for hook in rename_hooks:
+        hook(Path(tmp), Path(path))
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise (output_error(path, exc) or exc) from exc
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -38,13 +106,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary name starts with a dot and ends with ``.tmp``, so listings can skip it; it is
     removed when the block raises.
+    A full disk, a read-only folder or a missing permission raises OutputError naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        try:
+            yield tmp
+        except OSError as exc:
+            # Only errors of the writing side become OutputError; a failing read stays itself.
+            about_output = exc.errno in _OUTPUT_ERRNOS or exc.filename in (None, str(tmp))
+            error = output_error(path, exc) if about_output else None
+            if error is None:
+                raise
+            raise error from exc
+        rename_into_place(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -81,6 +81,7 @@ class _DecodeReport:
     first_packet_error: str = ""
     demux_error: str = ""
     corrupt_frames: int = 0
+    timestamp_resets: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,8 +152,35 @@ def _open(path: Path) -> av.container.InputContainer:
         raise FootageError(_describe_unopenable(path, exc)) from exc
 
 
+# FFmpeg demuxers that read a single still picture, not a video.
+_STILL_IMAGE_DEMUXERS = ("image2", "image2pipe")
+
+
+def _refuse_still_image(container: av.container.InputContainer, path: Path) -> None:
+    name = container.format.name
+    if name in _STILL_IMAGE_DEMUXERS or name.endswith("_pipe"):
+        codecs = [s.codec_context.name for s in container.streams.video]
+        kind = ", ".join(codecs) or name
+        raise FootageError(
+            f"{path}: is a still image ({kind}), not a video; list photos under "
+            "claimant.references (or the population), and only video files under footage"
+        )
+
+
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.VideoStream:
-    """The first video stream that is real footage (not an attached cover picture)."""
+    """The video stream that is the footage, chosen the same way for probing and decoding.
+
+    Attached cover pictures are not footage. With several video streams: the one the file
+    marks as default when exactly one is so marked, otherwise the one with most frames (then
+    the largest picture, then the first). :func:`stream_choice` says which and why.
+    """
+    return _choose_stream(container, path)[0]
+
+
+def _choose_stream(
+    container: av.container.InputContainer, path: Path
+) -> tuple[av.video.VideoStream, str]:
+    _refuse_still_image(container, path)
     attached_pic = int(av.stream.Disposition.attached_pic)
     candidates = [s for s in container.streams.video if not int(s.disposition) & attached_pic]
     if not candidates:
@@ -161,7 +189,23 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
             f"{path}: has no video stream (streams found: {found}); "
             "an audio-only or data file cannot be analysed for faces, name the video file"
         )
-    return candidates[0]
+    if len(candidates) == 1:
+        return candidates[0], "the only video stream"
+    default = int(av.stream.Disposition.default)
+    marked = [s for s in candidates if int(s.disposition) & default]
+    if len(marked) == 1:
+        chosen, why = marked[0], "the stream the file marks as default"
+    else:
+        def size(s: av.video.VideoStream) -> tuple[int, int, int]:
+            area = (s.codec_context.width or 0) * (s.codec_context.height or 0)
+            return (s.frames or 0, area, -s.index)
+
+        chosen, why = max(candidates, key=size), "the stream with most frames"
+    others = ", ".join(f"#{s.index}" for s in candidates if s is not chosen)
+    return chosen, (
+        f"stream #{chosen.index} of {len(candidates)} video streams, {why}; "
+        f"not analysed: {others}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +222,13 @@ def _display_transform(frame: av.VideoFrame) -> tuple[bool, int, int] | None:
     The result is what the ffmpeg command line's autorotation does for quarter turns (its
     transpose/hflip/vflip choice reads the same entries); OpenCV agrees for plain turns.
     """
-    side_data = frame.side_data.get(SideDataType.DISPLAYMATRIX)
+    try:
+        side_data = frame.side_data.get(SideDataType.DISPLAYMATRIX)
+    except ValueError:
+        # PyAV cannot name some kinds of side data (the EXIF that JPEG frames of Motion-JPEG
+        # carry: '31 is not a valid Type'); the turn it reads from the matrix itself still
+        # holds, only a mirroring would be lost.
+        return _TURNS.get(round(-frame.rotation / 90) * 90 % 360)
     if side_data is None:
         return None
     m = np.frombuffer(bytes(side_data), dtype=np.int32)
@@ -188,6 +238,13 @@ def _display_transform(frame: av.VideoFrame) -> tuple[bool, int, int] | None:
     else:
         transform = (True, 1 if c >= 0 else -1, 1 if b >= 0 else -1)
     return None if transform == (False, 1, 1) else transform
+
+
+# The transform that displays a picture turned clockwise by 0/90/180/270 degrees (the
+# inverse of _rotation_of for unmirrored pictures).
+_TURNS: dict[int, tuple[bool, int, int] | None] = {
+    0: None, 90: (True, -1, 1), 180: (False, -1, -1), 270: (True, 1, -1)
+}
 
 
 def _upright(image: np.ndarray, transform: tuple[bool, int, int] | None) -> np.ndarray:
@@ -240,19 +297,23 @@ def _decoded_frames(
         report.header_frames = stream.frames
         entries = stream.index_entries
         report.index_end = max((e.pos + e.size for e in entries), default=None)
-        known_truncated = report.index_end is not None and report.index_end > path.stat().st_size
-        # Frame threading is several times faster, and decoding intact H.264/HEVC is bit-exact,
-        # so frames, their order and their pixels do not depend on the thread count. On damaged
-        # data frame threads drop the frames in flight around the error, a number that depends
-        # on the thread count; a file whose index shows it truncated is therefore decoded with
-        # slice threads only, which recovers every decodable frame, deterministically.
-        stream.thread_type = "SLICE" if known_truncated else "AUTO"
+        # One decoding thread: with frame threads, which frames of damaged data are dropped and
+        # whether the decoder reports the damage depend on thread timing (the same file read
+        # "damaged" in one run and "ok" in the next), and with slice threads the concealed
+        # pixels after an error do. Most H.264 is coded as one slice per frame, so slice
+        # threads gained nothing anyway; frame threads decode 1080p about twice as fast, but
+        # decoding stays ahead of MTCNN (about 40 frames/s decoded against 3 detected on a
+        # CPU), and it overlaps detection (analysis._prefetch).
+        stream.thread_count = 1
+        stream.thread_type = "SLICE"
         time_base = stream.time_base or Fraction(1, 1)
         origin = stream.start_time
         rate = stream.average_rate or stream.guessed_rate
         interval = Fraction(1) / Fraction(rate) if rate else Fraction(0)
         frame_index = 0
         previous_time: Fraction | None = None
+        # Added to every time after a timestamp reset, so times stay increasing.
+        shift = Fraction(0)
 
         def packets() -> Iterator[av.Packet | None]:
             try:
@@ -281,7 +342,14 @@ def _decoded_frames(
                 else:
                     if origin is None:
                         origin = timestamp
-                    time = (timestamp - origin) * time_base
+                    time = (timestamp - origin) * time_base + shift
+                    if previous_time is not None and time < previous_time:
+                        # Timestamps restarted (concatenated MPEG-TS, a recorder restart):
+                        # frames come in presentation order, so the frame follows the
+                        # previous one; the count goes into the probe's record.
+                        shift += previous_time + interval - time
+                        time = previous_time + interval
+                        report.timestamp_resets += 1
                 if frame.is_corrupt:
                     report.corrupt_frames += 1
                 previous_time = time
@@ -408,6 +476,11 @@ def _iter_frames(path: Path, fps: Fraction | None, batch_size: int) -> Iterator[
             if len(images) == batch_size:
                 yield _batch(indices, times, images)
                 indices, times, images = [], [], []
+    except _DECODER_FAILURES as exc:
+        # The frames already delivered stay delivered; the episode ends as if damaged.
+        if images:
+            yield _batch(indices, times, images)
+        raise _unreadable(path, exc) from exc
     finally:
         frames.close()  # also when the caller stops early: the file is closed at once
     if images:
@@ -458,6 +531,8 @@ def read_frames(path: str | os.PathLike, frame_indices: Iterable[int]) -> dict[i
                 found[frame_index] = _to_rgb(frame, reformatter)
             if frame_index == last_wanted:
                 break
+    except _DECODER_FAILURES as exc:
+        raise _unreadable(p, exc) from exc
     finally:
         frames.close()
     missing = sorted(wanted - found.keys())
@@ -475,7 +550,32 @@ def read_frames(path: str | os.PathLike, frame_indices: Iterable[int]) -> dict[i
 # Probing
 
 
+# Errors of PyAV/FFmpeg on inputs they do not expect; a file that raises one of these cannot be
+# read as footage, and is refused as such (the episode fails alone), never a crash.
+_DECODER_FAILURES = (
+    av.error.FFmpegError, ValueError, TypeError, OverflowError, ZeroDivisionError, IndexError,
+    KeyError, AttributeError, EOFError, RuntimeError,
+)
+
+
+def _unreadable(path: Path, exc: BaseException) -> FootageError:
+    return FootageError(
+        f"{path}: cannot be read as footage ({type(exc).__name__}: {exc}); check that it is "
+        "an intact video file"
+    )
+
+
 def probe_video(path: str | os.PathLike) -> dict:
+    """Describe a video (see :func:`_probe_video`); any failure of the decoder on this file is
+    a FootageError naming it."""
+    p = _checked_path(path)
+    try:
+        return _probe_video(p)
+    except _DECODER_FAILURES as exc:
+        raise _unreadable(p, exc) from exc
+
+
+def _probe_video(p: Path) -> dict:
     """Describe a video from its headers, its packet timestamps and its first frame.
 
     Cheap: no frame is decoded except the first (for the display matrix); packets are only
@@ -495,9 +595,9 @@ def probe_video(path: str | os.PathLike) -> dict:
         FootageError: missing/unreadable/empty path, not a media file, no video stream, or no
             frame decodes.
     """
-    p = _checked_path(path)
+    resets = 0
     with _open(p) as container:
-        stream = _video_stream(container, p)
+        stream, choice = _choose_stream(container, p)
         time_base = stream.time_base or Fraction(1, 1)
         header_frames = stream.frames
         entries = [e for e in stream.index_entries if not e.is_discard]
@@ -507,14 +607,7 @@ def probe_video(path: str | os.PathLike) -> dict:
             index_end = max(e.pos + e.size for e in entries)
             truncated = index_end > p.stat().st_size
         else:
-            timestamps = []
-            try:
-                for packet in container.demux(stream):
-                    if packet.size:
-                        ts = packet.pts if packet.pts is not None else packet.dts
-                        timestamps.append(ts)
-            except av.error.FFmpegError:
-                pass  # a damaged tail: count what is there; iter_frames reports the damage
+            timestamps, resets = _packet_timestamps(container, stream)
             truncated = None
         frame_count = header_frames or len(timestamps)
         known = sorted({t for t in timestamps if t is not None})
@@ -524,7 +617,7 @@ def probe_video(path: str | os.PathLike) -> dict:
             variable = bool(deltas.max() - deltas.min() > tolerance)
         else:
             variable = False
-        if stream.duration:
+        if stream.duration and not resets:
             duration = float(stream.duration * time_base)
         elif len(known) > 1:
             step = Fraction(int(np.median(deltas))) if deltas.size else 0
@@ -549,6 +642,9 @@ def probe_video(path: str | os.PathLike) -> dict:
             "variable_frame_rate": variable,
             "has_audio": bool(container.streams.audio),
             "truncated": truncated,
+            "video_stream": stream.index,
+            "stream_choice": choice,
+            "timestamp_resets": resets,
         }
     report = _DecodeReport()
     frames = _decoded_frames(p, report, max_packets=_PROBE_MAX_PACKETS)
@@ -566,5 +662,48 @@ def probe_video(path: str | os.PathLike) -> dict:
     info["mirrored"] = mirrored
     order = ("path", "container", "codec", "width", "height", "rotation", "mirrored",
              "frame_rate", "duration_s", "frame_count", "variable_frame_rate", "has_audio",
-             "truncated")
+             "truncated", "video_stream", "stream_choice", "timestamp_resets")
     return {k: info[k] for k in order}
+
+
+def probe_notes(probe: dict) -> list[str]:
+    """What a user must be told about a probed video (several streams, timestamp resets)."""
+    notes = []
+    if probe.get("stream_choice", "the only video stream") != "the only video stream":
+        notes.append(f"{probe['path']}: has several video streams; analysed "
+                     f"{probe['stream_choice']}")
+    if probe.get("timestamp_resets"):
+        notes.append(
+            f"{probe['path']}: its timestamps restart {probe['timestamp_resets']} time(s) "
+            "(e.g. joined recordings); every frame is kept and times are made continuous "
+            "after each restart, so times after it are counted from the start of the file"
+        )
+    return notes
+
+
+def _packet_timestamps(
+    container: av.container.InputContainer, stream: av.video.VideoStream
+) -> tuple[list[int | None], int]:
+    """Packet timestamps of a file without an index, made increasing across resets.
+
+    Decoding timestamps only grow in an intact stream; a drop means the timestamps restarted,
+    and later packets are shifted to follow on (as :func:`_decoded_frames` does with frames).
+    """
+    timestamps: list[int | None] = []
+    resets, shift, last_dts, step = 0, 0, None, 0
+    try:
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            if packet.dts is not None:
+                if last_dts is not None and packet.dts + shift < last_dts:
+                    resets += 1
+                    shift = last_dts + step - packet.dts
+                elif last_dts is not None:
+                    step = packet.dts + shift - last_dts or step
+                last_dts = packet.dts + shift
+            ts = packet.pts if packet.pts is not None else packet.dts
+            timestamps.append(None if ts is None else ts + shift)
+    except av.error.FFmpegError:
+        pass  # a damaged tail: count what is there; iter_frames reports the damage
+    return timestamps, resets

@@ -16,9 +16,9 @@ from typing import Any
 
 from PIL import Image
 
-from likeness import footage
+from likeness import footage, runfolder
 from likeness.case import Case
-from likeness.errors import EvidenceError, FootageError
+from likeness.errors import EvidenceChangedError, EvidenceError, FootageError, record_warning
 from likeness.files import sha256_file, write_json_atomic
 
 INTAKE_FILE = "intake.json"
@@ -44,6 +44,7 @@ def _hash_evidence(path: Path, role: str) -> str:
         raise EvidenceError(f"{path}: {role} file cannot be read ({exc.strerror})") from exc
 
 
+@runfolder.guarded_step("intake")
 def intake_case(case: Case, run_dir: Path) -> dict[str, Any]:
     """Hash and probe every evidence file of ``case`` into ``run_dir/intake.json``."""
     evidence = []
@@ -58,6 +59,8 @@ def intake_case(case: Case, run_dir: Path) -> dict[str, Any]:
         if role == "footage":
             try:
                 entry["probe"] = footage.probe_video(path)
+                for note in footage.probe_notes(entry["probe"]):
+                    record_warning(run_dir, f"footage {item_id}", note)
             except FootageError as exc:
                 # The episode's own step fails with this message; intake still records the hash.
                 entry["probe_error"] = str(exc)
@@ -78,7 +81,16 @@ def load_intake(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / INTAKE_FILE
     if not path.exists():
         raise EvidenceError(f"{path}: no intake record; run 'likeness intake' first")
-    return json.loads(path.read_text("utf-8"))
+    try:
+        record = json.loads(path.read_text("utf-8"))
+        if not isinstance(record, dict) or not isinstance(record.get("evidence"), list):
+            raise ValueError("no 'evidence' list")
+        return record
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EvidenceError(
+            f"{path}: intake record is unreadable ({exc}); take the case in again into a new "
+            "--out folder"
+        ) from exc
 
 
 def check_evidence(case: Case, run_dir: Path) -> dict[str, Any]:
@@ -103,7 +115,7 @@ def check_evidence(case: Case, run_dir: Path) -> dict[str, Any]:
                 f"at intake, {got[:16]}... now)"
             )
     if problems:
-        raise EvidenceError(
+        raise EvidenceChangedError(
             "evidence does not match intake.json, refusing to go on:\n  " + "\n  ".join(problems)
         )
     return record
