@@ -31,6 +31,7 @@ from likeness.report.layout import (
     RUNNING_FILE,
     UNHASHED,
 )
+from likeness.runfolder import LOCK_FILE  # empty lock files: held, never evidence
 
 
 def notebook_parameters(case: Case, analysis_dir: Path) -> dict[str, Any]:
@@ -281,7 +282,7 @@ def hash_outputs(report_dir: Path) -> dict[str, dict[str, Any]]:
     outputs = {}
     for path in sorted(p for p in Path(report_dir).rglob("*") if p.is_file()):
         rel = path.relative_to(report_dir).as_posix()
-        if rel in UNHASHED or rel.endswith(".tmp"):
+        if rel in UNHASHED or rel.endswith(".tmp") or path.name == LOCK_FILE:
             continue
         outputs[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return outputs
@@ -357,7 +358,7 @@ def hash_outputs_listing(report_dir: Path) -> set[str]:
         p.relative_to(report_dir).as_posix()
         for p in Path(report_dir).rglob("*")
         if p.is_file() and p.relative_to(report_dir).as_posix() not in UNHASHED
-        and not p.name.endswith(".tmp")
+        and not p.name.endswith(".tmp") and p.name != LOCK_FILE
     }
 
 
