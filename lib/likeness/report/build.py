@@ -16,7 +16,7 @@ from likeness import case as case_module
 from likeness import processing_log
 from likeness.case import Case, load_case, override_analysis
 from likeness.errors import LikenessError, ReportError
-from likeness.files import write_json_atomic
+from likeness.files import sha256_file, write_json_atomic
 from likeness.report.layout import (
     ANALYSIS_DIR,
     FAILED_FILE,
@@ -49,6 +49,35 @@ def rerun_command(case: Case, out_root: Path, run_id: str, overrides: Mapping[st
     """The shell command that re-runs this report into the same folder."""
     sets = "".join(f" --set {k}={json.dumps(v)}" for k, v in sorted(overrides.items()))
     return f"likeness report {case.case_file} --out {out_root} --run-id {run_id}{sets}"
+
+
+def _check_previous_analysis(report_dir: Path) -> None:
+    """Refuse to rebuild a complete report whose analysis files changed since its manifest.
+
+    The analysis folder's own record (``outputs.json``) catches an edited intermediate
+    result, but an edit that also rewrites that record would pass it; the manifest of the
+    earlier complete build is a second, independent record, so a rebuild with the same run id
+    can never bless an edit."""
+    manifest_path = report_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        return
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return  # an unreadable manifest protects nothing; the analysis' own record still does
+    if manifest.get("status") != "complete":
+        return
+    prefix = f"{ANALYSIS_DIR}/"
+    for rel, recorded in sorted((manifest.get("outputs") or {}).items()):
+        if not rel.startswith(prefix) or rel.endswith("processing_log.jsonl"):
+            continue
+        path = report_dir / rel
+        if not path.is_file() or sha256_file(path) != recorded.get("sha256"):
+            raise ReportError(
+                f"{path}: changed or removed since the complete report of this run id was "
+                "made (its manifest.json records another hash); restore the file or build the "
+                "report under a new --run-id"
+            )
 
 
 def _clear_previous_outputs(report_dir: Path) -> None:
@@ -101,6 +130,7 @@ def build_report(
         raise ReportError(f"run id '{run_id}' may hold only letters, digits, - and _")
     report_dir = out_root / case.case_id / run_id
     report_dir.mkdir(parents=True, exist_ok=True)
+    _check_previous_analysis(report_dir)
     _clear_previous_outputs(report_dir)
     (report_dir / RUNNING_FILE).write_text(f"started {started_utc} pid {os.getpid()}\n", "utf-8")
 
