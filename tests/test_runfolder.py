@@ -251,7 +251,21 @@ def test_report_refuses_a_tampered_analysis_when_the_run_id_is_reused(tmp_path):
     code, stdout, err = finish(likeness("report", case_file, "--out", out, "--run-id", "r1",
                                         "--quiet"))
     assert code == 0, stdout + err
+    code, stdout, _ = finish(likeness("verify", folder))
+    assert code == 0, stdout
     table = faces_path(folder / "analysis", "elon")
+    # An edit whose forger also rewrote the analysis' own record (outputs.json) is still
+    # refused: the complete report's manifest is a second, independent record.
+    original = table.read_bytes(), (folder / "analysis" / runfolder.OUTPUTS_FILE).read_bytes()
+    _halve_rows(table)
+    runfolder.record_files(folder / "analysis")
+    code, stdout, err = finish(likeness("report", case_file, "--out", out, "--run-id", "r1",
+                                        "--quiet"))
+    assert code != 0, stdout + err
+    line = one_error_line(err)
+    assert str(table) in line and "new --run-id" in line
+    table.write_bytes(original[0])
+    (folder / "analysis" / runfolder.OUTPUTS_FILE).write_bytes(original[1])
     _halve_rows(table)
     code, stdout, err = finish(likeness("report", case_file, "--out", out, "--run-id", "r1",
                                         "--quiet"))
