@@ -115,6 +115,8 @@ def bootstrap_episode(
     n_cal = len(calibrators)
     for r, calibrator in enumerate(calibrators):
         idx = np.arange(r, n_samples, n_cal)
+        if not len(idx):  # fewer replicates than calibrators: the rest are unused
+            break
         llr[idx] = cal.log10_lr(calibrator, slot_scores[idx].reshape(-1)).reshape(len(idx), -1)
     shares = np.array([
         union_seconds(track_start[m], track_end[m]) / face_seconds if face_seconds else 0.0
