@@ -15,10 +15,10 @@ was changed since it was written. So:
   recorded, whatever wrote it, so new kinds of result need no list here.
 - **A check before reading.** When a step starts, every recorded file is re-hashed; a file that
   changed, was truncated or was removed stops the step with
-  :class:`RunFolderIntegrityError` naming it. The append-only warnings file may only have
-  grown. A result file the record does not know (a ``.parquet`` or ``.json`` left by an
-  interrupted run, another program, or a copy from elsewhere) is never read: it is removed,
-  with a warning, and the step rebuilds it.
+  :class:`RunFolderIntegrityError` naming it. The append-only warnings file and processing
+  log may only have grown. A result file the record does not know (a ``.parquet`` or
+  ``.json`` left by an interrupted run, another program, or a copy from elsewhere) is never
+  read: it is removed, with a warning, and the step rebuilds it.
 """
 
 from __future__ import annotations
@@ -40,14 +40,16 @@ from likeness.errors import (
     RunFolderIntegrityError,
     record_warning,
 )
+from likeness.processing_log import LOG_FILE as PROCESSING_LOG
 
 LOCK_FILE = ".likeness.lock"
 OUTPUTS_FILE = "outputs.json"
 RECORD_VERSION = 1
 # Files that are never recorded: the lock and the record itself.
 NOT_RECORDED = frozenset({LOCK_FILE, OUTPUTS_FILE})
-# Files that a step only appends to: a later state must start with the recorded bytes.
-APPEND_ONLY = frozenset({WARNINGS_FILE})
+# Files that steps only append to: a later state must start with the recorded bytes. The
+# processing log is appended by `likeness report` too, outside the analysis step's record.
+APPEND_ONLY = frozenset({WARNINGS_FILE, PROCESSING_LOG})
 # Result formats steps resume from: an unrecorded one is removed and rebuilt, never read.
 RESUMABLE_SUFFIXES = (".parquet", ".json")
 
