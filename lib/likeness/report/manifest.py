@@ -31,7 +31,10 @@ from likeness.report.layout import (
     RUNNING_FILE,
     UNHASHED,
 )
-from likeness.runfolder import LOCK_FILE  # empty lock files: held, never evidence
+
+# The report folder's lock and its run-folder record (written when the lock is released, after
+# the manifest) are not outputs; the analysis folder's record is.
+from likeness.runfolder import LOCK_FILE, OUTPUTS_FILE
 
 
 def notebook_parameters(case: Case, analysis_dir: Path) -> dict[str, Any]:
@@ -282,7 +285,7 @@ def hash_outputs(report_dir: Path) -> dict[str, dict[str, Any]]:
     outputs = {}
     for path in sorted(p for p in Path(report_dir).rglob("*") if p.is_file()):
         rel = path.relative_to(report_dir).as_posix()
-        if rel in UNHASHED or rel.endswith(".tmp") or path.name == LOCK_FILE:
+        if rel in UNHASHED or rel.endswith(".tmp") or path.name == LOCK_FILE or rel == OUTPUTS_FILE:
             continue
         outputs[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return outputs
@@ -359,6 +362,7 @@ def hash_outputs_listing(report_dir: Path) -> set[str]:
         for p in Path(report_dir).rglob("*")
         if p.is_file() and p.relative_to(report_dir).as_posix() not in UNHASHED
         and not p.name.endswith(".tmp") and p.name != LOCK_FILE
+        and p.relative_to(report_dir).as_posix() != OUTPUTS_FILE
     }
 
 
