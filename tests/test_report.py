@@ -214,7 +214,8 @@ def test_source_notebooks_are_parameterized_and_clean():
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, name
         names = re.findall(r"^(\w+) = ", tagged[0].source, flags=re.M)
-        assert tuple(names) == report.NOTEBOOK_PARAMETERS, name
+        extra = report.REPORT_PARAMETERS if name == report.REPORT_NOTEBOOK else ()
+        assert tuple(names) == report.NOTEBOOK_PARAMETERS + extra, name
         assert nb.metadata["kernelspec"]["name"] == report.KERNEL_NAME
         for cell in nb.cells:
             if cell.cell_type == "code":

@@ -10,6 +10,8 @@ from likeness.case import project_root
 NOTEBOOKS = ("intake", "faces", "similarity_calibration", "recognizability", "expert_report")
 REPORT_NOTEBOOK = "expert_report"
 NOTEBOOK_PARAMETERS = ("case_path", "run_dir", "model", "sample_fps", "operating_point", "seed")
+# The expert report's own further parameters: a survey of public recognition (issue 11).
+REPORT_PARAMETERS = ("survey_dir", "survey_results_dir")
 # The kernelspec the set-up installs into .venv (ipykernel install --sys-prefix --name likeness).
 KERNEL_NAME = "likeness"
 
