@@ -15,7 +15,7 @@ from typing import Any
 from likeness import case as case_module
 from likeness import processing_log
 from likeness.case import Case, load_case, override_analysis
-from likeness.errors import LikenessError, ReportError
+from likeness.errors import LikenessError, ReportError, RunFolderIntegrityError
 from likeness.files import sha256_file, write_json_atomic
 from likeness.report.layout import (
     ANALYSIS_DIR,
@@ -73,10 +73,10 @@ def _check_previous_analysis(report_dir: Path) -> None:
             continue
         path = report_dir / rel
         if not path.is_file() or sha256_file(path) != recorded.get("sha256"):
-            raise ReportError(
-                f"{path}: changed or removed since the complete report of this run id was "
-                "made (its manifest.json records another hash); restore the file or build the "
-                "report under a new --run-id"
+            raise RunFolderIntegrityError(
+                f"{path}: changed since it was written (the complete report of this run id "
+                "records another hash for it in manifest.json, or the file is gone); restore "
+                "the file or build the report under a new --run-id"
             )
 
 
