@@ -73,11 +73,16 @@ def _check_previous_analysis(report_dir: Path) -> None:
             continue
         path = report_dir / rel
         if not path.is_file() or sha256_file(path) != recorded.get("sha256"):
-            raise RunFolderIntegrityError(
+            message = (
                 f"{path}: changed since it was written (the complete report of this run id "
                 "records another hash for it in manifest.json, or the file is gone); restore "
                 "the file or build the report under a new --run-id"
             )
+            # The folder no longer holds what its manifest vouches for: it stops being complete.
+            manifest.update(status="failed", error=message)
+            write_json_atomic(manifest_path, manifest, sort_keys=False)
+            (report_dir / FAILED_FILE).write_text(f"{utc_now()}\n{message}\n", "utf-8")
+            raise RunFolderIntegrityError(message)
 
 
 def _clear_previous_outputs(report_dir: Path) -> None:
