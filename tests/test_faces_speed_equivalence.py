@@ -8,7 +8,7 @@ import torch
 from torch.nn.functional import interpolate
 
 from casedata import TESTDATA
-from likeness import faces, footage
+from likeness import faces, footage, mtcnn
 from likeness.embeddings import read_rgb
 
 VIDEO = TESTDATA / "facenet-pytorch/examples/video.mp4"
@@ -52,7 +52,7 @@ def _peer(detector, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np
 def _ours(detector, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return [
         (b[:, :4].astype(np.float64), b[:, 4].astype(np.float64), pt.astype(np.float64))
-        for b, pt in faces.mtcnn_detect(detector, images)
+        for b, pt in mtcnn.detect(detector, images)
     ]
 
 
@@ -76,12 +76,32 @@ def test_area_crops_equal_torch_area_resize(frames):
     x = rng.integers(1, width - size + 2)
     y = rng.integers(1, height - size + 2)
     ex, ey = x + size - 1, y + size - 1
+    table = mtcnn.integral_table(frames[1])
     for out_size in (24, 48):
-        got = faces._area_crops(image[1], y, ey, x, ex, out_size)
+        got = torch.from_numpy(mtcnn.area_crops(table, y, ey, x, ex, out_size).copy())
+        # The GPU's arithmetic, run here on the CPU.
+        got_torch = mtcnn.area_crops_torch(image[1], y, ey, x, ex, out_size)
         for k in range(n):
             crop = as_float[1, :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
             want = interpolate(crop, size=(out_size, out_size), mode="area")[0]
             assert torch.equal(got[k], want), (k, size[k], out_size)
+            assert torch.equal(got_torch[k], want), (k, size[k], out_size)
+
+
+def test_pyramid_levels_equal_torch_area_resize(frames):
+    """Every P-Net pyramid level of a 1080p frame at min_face_size 20 (12 levels, 649x1153 down
+    to 15x27), resized from the summed-area table, equals interpolate(mode='area') bit for bit."""
+    image = torch.as_tensor(np.stack(frames)).permute(0, 3, 1, 2).float()
+    tables = [mtcnn.integral_table(f) for f in frames]
+    height, width = image.shape[2:]
+    scale, levels = 12 / 20, 0
+    while min(height, width) * scale >= 12:
+        size = (int(height * scale + 1), int(width * scale + 1))
+        want = interpolate(image, size=size, mode="area").numpy()
+        got = np.stack([mtcnn.area_resize(t, *size) for t in tables]).transpose(0, 3, 1, 2)
+        assert np.array_equal(got, want), size
+        scale, levels = scale * 0.709, levels + 1
+    assert levels == 12
 
 
 def test_detection_equals_facenet_pytorch_on_video_frames(detector, frames):
@@ -97,7 +117,7 @@ def test_detection_equals_facenet_pytorch_on_a_photo_and_an_empty_image(detector
     assert len(ours[0][0]) >= 6
     _assert_same(ours, _peer(detector, multiface[None]))
     blank = np.full((200, 300, 3), 128, np.uint8)
-    assert len(faces.mtcnn_detect(detector, blank[None])[0][0]) == 0
+    assert len(mtcnn.detect(detector, blank[None])[0][0]) == 0
     assert faces.detect_batch(detector, [blank])[0] is faces.EMPTY_DETECTIONS
 
 

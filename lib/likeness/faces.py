@@ -22,19 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 from facenet_pytorch import MTCNN
-from facenet_pytorch.models.utils.detect_face import (
-    batched_nms,
-    batched_nms_numpy,
-    bbreg,
-    fixed_batch_process,
-    generateBoundingBox,
-    imresample,
-    pad,
-    rerec,
-)
 from scipy.optimize import linear_sum_assignment
 
-from likeness import inference
+from likeness import inference, mtcnn
 
 CROP_SIZE = 160
 # facenet-pytorch's LFW evaluation margin, in pixels of the 160 px crop.
@@ -106,230 +96,12 @@ def _to_detections(boxes, probs, points, min_prob: float) -> Detections:
     return Detections(boxes[keep][order], probs[keep][order], points[keep][order])
 
 
-def _area_crops(
-    image: torch.Tensor,
-    y: np.ndarray,
-    ey: np.ndarray,
-    x: np.ndarray,
-    ex: np.ndarray,
-    size: int,
-) -> torch.Tensor:
-    """Rows y-1:ey, columns x-1:ex of a (C, H, W) uint8 image, each area-resized to size².
-
-    Equal, bit for bit, to ``interpolate(crop.float(), (size, size), mode="area")`` per crop
-    (facenet-pytorch's ``imresample``), computed for all crops at once: an area resize is the
-    mean over the window ``[floor(i h / s), ceil((i + 1) h / s))`` of each output cell, a window
-    sum is four look-ups in an integer summed-area table, and sums of 8-bit pixels below 2**24
-    are exact in float32 whatever the order of addition; the mean is then ``sum / kh / kw`` in
-    float32, as PyTorch's kernels compute it.
-    """
-    if image.device.type == "cpu":
-        return _area_crops_numpy(image, y, ey, x, ex, size)
-    device = image.device
-    # The table covers only the part of the image that the crops cover.
-    top, left = int(y.min()) - 1, int(x.min()) - 1
-    region = image[:, top : int(ey.max()), left : int(ex.max())]
-    channels, height, width = region.shape
-    # int32 holds the region's sum up to 8.4 Mpixel (4K); beyond, int64.
-    dtype = torch.int32 if 255 * height * width < 2**31 else torch.int64
-    table = torch.zeros((height + 1, width + 1, channels), dtype=dtype, device=device)
-    table[1:, 1:] = region.permute(1, 2, 0).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)
-    cell = torch.arange(size, device=device)
-
-    def windows(start: np.ndarray, stop: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        first = torch.as_tensor(start - 1, device=device)[:, None]
-        length = torch.as_tensor(stop - start + 1, device=device)[:, None]
-        lo = first + torch.div(cell * length, size, rounding_mode="floor")
-        hi = first + torch.div((cell + 1) * length + size - 1, size, rounding_mode="floor")
-        return lo, hi
-
-    r0, r1 = windows(y - top, ey - top)
-    c0, c1 = windows(x - left, ex - left)
-    r0, r1, c0, c1 = r0[:, :, None], r1[:, :, None], c0[:, None, :], c1[:, None, :]
-    sums = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]  # (K, s, s, C)
-    kh, kw = (r1 - r0)[..., None].float(), (c1 - c0)[..., None].float()
-    return (sums.float() / kh / kw).permute(0, 3, 1, 2).contiguous()
-
-
-def _area_crops_numpy(
-    image: torch.Tensor, y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.ndarray, size: int
-) -> torch.Tensor:
-    """:func:`_area_crops` on a CPU: the same integer sums and float32 divisions, with NumPy's
-    gathers from the flattened table (2-3x less CPU time than PyTorch's indexing)."""
-    top, left = int(y.min()) - 1, int(x.min()) - 1
-    region = image[:, top : int(ey.max()), left : int(ex.max())].permute(1, 2, 0).numpy()
-    height, width, channels = region.shape
-    dtype = np.int32 if 255 * height * width < 2**31 else np.int64
-    table = np.zeros((height + 1, width + 1, channels), dtype)
-    np.cumsum(np.cumsum(region, 0, dtype=dtype), 1, dtype=dtype, out=table[1:, 1:])
-    flat = table.reshape(-1, channels)
-    cell = np.arange(size)
-
-    def windows(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        first, length = (start - 1)[:, None], (stop - start + 1)[:, None]
-        return first + cell * length // size, first + ((cell + 1) * length + size - 1) // size
-
-    r0, r1 = windows(y - top, ey - top)
-    c0, c1 = windows(x - left, ex - left)
-    row0, row1 = (r0 * (width + 1))[:, :, None], (r1 * (width + 1))[:, :, None]
-    col0, col1 = c0[:, None, :], c1[:, None, :]
-    sums = flat[row1 + col1] - flat[row0 + col1] - flat[row1 + col0] + flat[row0 + col0]
-    kh = (r1 - r0).astype(np.float32)[:, :, None, None]
-    kw = (c1 - c0).astype(np.float32)[:, None, :, None]
-    return torch.from_numpy(sums.astype(np.float32) / kh / kw).permute(0, 3, 1, 2).contiguous()
-
-
-# Windows of at most this many pixels sum 8-bit values exactly in float32 (255 * n < 2**24),
-# which is what makes _area_crops identical to PyTorch's own area resize.
-_EXACT_WINDOW_PIXELS = (1 << 24) // 255
-
-
-def _stage_input(
-    pixels: torch.Tensor,
-    imgs: torch.Tensor,
-    image_inds: torch.Tensor,
-    boxes: torch.Tensor,
-    size: int,
-) -> tuple[torch.Tensor, np.ndarray]:
-    """The (K, 3, size, size) standardised crops that R-Net or O-Net read, and which boxes
-    gave one (facenet-pytorch skips empty boxes). ``pixels`` is the uint8 NCHW batch,
-    ``imgs`` the same as the model's float type."""
-    height, width = imgs.shape[2:4]
-    y, ey, x, ex = pad(boxes, width, height)
-    valid = (ey > (y - 1)) & (ex > (x - 1))
-    inds = image_inds.cpu().numpy()[valid]
-    y, ey, x, ex = y[valid], ey[valid], x[valid], ex[valid]
-    crops = torch.empty((len(y), imgs.shape[1], size, size), dtype=imgs.dtype, device=imgs.device)
-    largest = max(int(np.max(ey - y + 1, initial=0)), int(np.max(ex - x + 1, initial=0)))
-    if (largest // size + 2) ** 2 > _EXACT_WINDOW_PIXELS:
-        # Windows too large to sum exactly: resize crop by crop, exactly as facenet-pytorch.
-        for k in range(len(y)):
-            crop = imgs[inds[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
-            crops[k] = imresample(crop, (size, size))[0]
-    else:
-        for n in np.unique(inds):
-            sel = np.flatnonzero(inds == n)
-            crops[torch.as_tensor(sel, device=imgs.device)] = _area_crops(
-                pixels[int(n)], y[sel], ey[sel], x[sel], ex[sel], size
-            )
-    return (crops - 127.5) * 0.0078125, valid
-
-
-def mtcnn_detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """facenet-pytorch's ``MTCNN.detect`` on a (N, H, W, 3) uint8 batch, faster, same result.
-
-    Returns, per image, ``(boxes, points)``: boxes (n, 5) float32 x1, y1, x2, y2, probability
-    and landmarks (n, 5, 2), as ``facenet_pytorch.models.utils.detect_face.detect_face``
-    computes them, step for step with its own functions, except that the crops that R-Net and
-    O-Net read are cut and resized all at once (:func:`_area_crops`) instead of one Python
-    iteration, two tensor copies and one kernel call per candidate box (thousands per 1080p
-    frame), which is where its time went. Runs under ``torch.inference_mode``.
-    """
-    device = detector.device
-    threshold, factor = detector.thresholds, detector.factor
-    with torch.inference_mode():
-        # No copy unless the array is read-only (PyTorch wants writable memory).
-        images = np.require(images, np.uint8, ["C", "W"])
-        pixels = torch.as_tensor(images, device=device).permute(0, 3, 1, 2)  # uint8 NCHW view
-        imgs = pixels.type(next(detector.pnet.parameters()).dtype)
-        batch_size = len(imgs)
-        h, w = imgs.shape[2:4]
-        m = 12.0 / detector.min_face_size
-        minl = min(h, w) * m
-        scales = []
-        scale_i = m
-        while minl >= 12:
-            scales.append(scale_i)
-            scale_i = scale_i * factor
-            minl = minl * factor
-        if not scales:  # smaller than P-Net's 12 px window at min_face_size: no face fits
-            empty = (np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32))
-            return [empty for _ in range(batch_size)]
-
-        # First stage: P-Net over the scale pyramid.
-        boxes_list, inds_list, picks = [], [], []
-        offset = 0
-        for scale in scales:
-            im_data = imresample(imgs, (int(h * scale + 1), int(w * scale + 1)))
-            im_data = (im_data - 127.5) * 0.0078125
-            reg, probs = detector.pnet(im_data)
-            boxes_scale, inds_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
-            boxes_list.append(boxes_scale)
-            inds_list.append(inds_scale)
-            pick = batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], inds_scale, 0.5)
-            picks.append(pick + offset)
-            offset += boxes_scale.shape[0]
-        boxes = torch.cat(boxes_list, dim=0)
-        image_inds = torch.cat(inds_list, dim=0)
-        scale_picks = torch.cat(picks, dim=0)
-        boxes, image_inds = boxes[scale_picks], image_inds[scale_picks]
-        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
-        boxes, image_inds = boxes[pick], image_inds[pick]
-        regw = boxes[:, 2] - boxes[:, 0]
-        regh = boxes[:, 3] - boxes[:, 1]
-        qq1 = boxes[:, 0] + boxes[:, 5] * regw
-        qq2 = boxes[:, 1] + boxes[:, 6] * regh
-        qq3 = boxes[:, 2] + boxes[:, 7] * regw
-        qq4 = boxes[:, 3] + boxes[:, 8] * regh
-        boxes = torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)
-        boxes = rerec(boxes)
-
-        # Second stage: R-Net on 24 px crops.
-        if len(boxes) > 0:
-            im_data, valid = _stage_input(pixels, imgs, image_inds, boxes, 24)
-            if not valid.all():
-                # facenet-pytorch then fails on mismatched lengths; say why instead.
-                raise ValueError(f"MTCNN: a candidate box lies outside the {w}x{h} image")
-            out = fixed_batch_process(im_data, detector.rnet)
-            out0 = out[0].permute(1, 0)
-            score = out[1].permute(1, 0)[1, :]
-            ipass = score > threshold[1]
-            boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-            image_inds = image_inds[ipass]
-            mv = out0[:, ipass].permute(1, 0)
-            pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
-            boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
-            boxes = bbreg(boxes, mv)
-            boxes = rerec(boxes)
-
-        # Third stage: O-Net on 48 px crops, landmarks.
-        points = torch.zeros(0, 5, 2, device=device)
-        if len(boxes) > 0:
-            im_data, valid = _stage_input(pixels, imgs, image_inds, boxes, 48)
-            if not valid.all():
-                raise ValueError(f"MTCNN: a candidate box lies outside the {w}x{h} image")
-            out = fixed_batch_process(im_data, detector.onet)
-            out0 = out[0].permute(1, 0)
-            points = out[1].permute(1, 0)
-            score = out[2].permute(1, 0)[1, :]
-            ipass = score > threshold[2]
-            points = points[:, ipass]
-            boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-            image_inds = image_inds[ipass]
-            mv = out0[:, ipass].permute(1, 0)
-            w_i = boxes[:, 2] - boxes[:, 0] + 1
-            h_i = boxes[:, 3] - boxes[:, 1] + 1
-            points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
-            points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
-            points = torch.stack((points_x, points_y)).permute(2, 1, 0)
-            boxes = bbreg(boxes, mv)
-            pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
-            boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
-
-        boxes_np, points_np = boxes.cpu().numpy(), points.cpu().numpy()
-        inds_np = image_inds.cpu().numpy()
-    return [
-        (boxes_np[inds_np == i].copy(), points_np[inds_np == i].copy())
-        for i in range(batch_size)
-    ]
-
-
 def detect_batch(
     detector: MTCNN, images: Sequence[np.ndarray], min_prob: float = 0.0
 ) -> list[Detections]:
     """Detect faces in RGB uint8 images; equally sized images go through MTCNN in one call.
 
-    The result is that of facenet-pytorch's ``MTCNN.detect`` (see :func:`mtcnn_detect`);
+    The result is that of facenet-pytorch's ``MTCNN.detect`` (see :func:`likeness.mtcnn.detect`);
     images that are not (H, W, 3) uint8, or a detector that is not float32, go through
     ``MTCNN.detect`` itself.
     """
@@ -340,9 +112,9 @@ def detect_batch(
     ):
         return [_to_detections(*detector.detect(img, landmarks=True), min_prob) for img in images]
     if len({img.shape for img in images}) == 1:
-        found = mtcnn_detect(detector, np.stack(images))
+        found = mtcnn.detect(detector, np.stack(images))
     else:
-        found = [mtcnn_detect(detector, img[None])[0] for img in images]
+        found = [mtcnn.detect(detector, img[None])[0] for img in images]
     return [_from_mtcnn(detector, boxes, points, min_prob) for boxes, points in found]
 
 
