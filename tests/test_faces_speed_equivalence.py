@@ -78,7 +78,7 @@ def test_area_crops_equal_torch_area_resize(frames):
     ex, ey = x + size - 1, y + size - 1
     table = mtcnn.integral_table(frames[1])
     for out_size in (24, 48):
-        got = torch.from_numpy(mtcnn.area_crops(table, y, ey, x, ex, out_size).copy())
+        got = torch.from_numpy(mtcnn.area_crops(table, y, ey, x, ex, out_size)).permute(0, 3, 1, 2)
         # The GPU's arithmetic, run here on the CPU.
         got_torch = mtcnn.area_crops_torch(image[1], y, ey, x, ex, out_size)
         for k in range(n):

@@ -70,9 +70,9 @@ def area_resize(table: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 def area_crops(
     table: np.ndarray, y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.ndarray, size: int
 ) -> np.ndarray:
-    """Rows y-1:ey, columns x-1:ex of the image of ``table``, each area-resized to (C, size,
-    size) float32: bit for bit ``interpolate(crop.float(), (size, size), mode="area")`` per
-    crop (facenet-pytorch's ``imresample``), for all crops at once."""
+    """Rows y-1:ey, columns x-1:ex of the image of ``table``, each area-resized to (size,
+    size, C) float32: bit for bit ``interpolate(crop.float(), (size, size), mode="area")`` per
+    crop (facenet-pytorch's ``imresample``, channels last), for all crops at once."""
     channels = table.shape[2]
     flat = table.reshape(-1, channels)
     stride = table.shape[1]
@@ -92,7 +92,7 @@ def area_crops(
     sums += np.take(flat, row0 + col0, axis=0)
     kh = (r1 - r0).astype(np.float32)[:, :, None, None]
     kw = (c1 - c0).astype(np.float32)[:, None, :, None]
-    return (sums.astype(np.float32) / kh / kw).transpose(0, 3, 1, 2)
+    return sums.astype(np.float32) / kh / kw
 
 
 def area_crops_torch(
@@ -163,9 +163,20 @@ def _stage_input(
     inds = image_inds.cpu().numpy()[valid]
     y, ey, x, ex = y[valid], ey[valid], x[valid], ex[valid]
     device = pixels.device
-    crops = torch.empty((len(y), pixels.shape[1], size, size), dtype=dtype, device=device)
     largest = max(int(np.max(ey - y + 1, initial=0)), int(np.max(ex - x + 1, initial=0)))
-    if (largest // size + 2) ** 2 > EXACT_WINDOW_PIXELS:
+    exact = (largest // size + 2) ** 2 <= EXACT_WINDOW_PIXELS
+    if tables is not None and exact and dtype == torch.float32:
+        # All crops gathered channels last into one array, standardised in place with the same
+        # float32 operations as _standardise, and made NCHW by one copy.
+        cut = np.empty((len(y), size, size, pixels.shape[1]), np.float32)
+        for n in np.unique(inds):
+            sel = np.flatnonzero(inds == n)
+            cut[sel] = area_crops(tables[n], y[sel], ey[sel], x[sel], ex[sel], size)
+        cut -= np.float32(127.5)
+        cut *= np.float32(0.0078125)
+        return torch.from_numpy(np.ascontiguousarray(cut.transpose(0, 3, 1, 2))), valid
+    crops = torch.empty((len(y), pixels.shape[1], size, size), dtype=dtype, device=device)
+    if not exact:
         # Windows too large to sum exactly: resize crop by crop, exactly as facenet-pytorch.
         for k in range(len(y)):
             crop = pixels[inds[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
@@ -173,11 +184,7 @@ def _stage_input(
     else:
         for n in np.unique(inds):
             sel = np.flatnonzero(inds == n)
-            if tables is not None:
-                cut = area_crops(tables[n], y[sel], ey[sel], x[sel], ex[sel], size)
-                cut = torch.from_numpy(cut)
-            else:
-                cut = area_crops_torch(pixels[int(n)], y[sel], ey[sel], x[sel], ex[sel], size)
+            cut = area_crops_torch(pixels[int(n)], y[sel], ey[sel], x[sel], ex[sel], size)
             crops[torch.as_tensor(sel, device=device)] = cut.to(dtype)
     return _standardise(crops), valid
 
