@@ -40,6 +40,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import psutil
 import torch
 from facenet_pytorch import MTCNN
@@ -200,21 +201,31 @@ def opencv_frames(video: Path, wanted: set[int], height: int | None) -> Iterator
         capture.release()
 
 
-def peer_detector(device: torch.device, min_face_size: int) -> MTCNN:
-    """MTCNN as facenet-pytorch's examples build it (keep_all, 160 px crops, standardised)."""
-    return MTCNN(keep_all=True, min_face_size=min_face_size, device=device).eval()
+def peer_detector(device: torch.device) -> MTCNN:
+    """MTCNN as facenet-pytorch's examples build it (keep_all, 160 px crops, standardised,
+    its own default min_face_size of 20 px)."""
+    return MTCNN(keep_all=True, device=device).eval()
 
 
 def run_peer(video: Path, wanted: set[int], mtcnn: MTCNN, model, device, args) -> dict:
-    """Per frame: decode, PIL image, mtcnn(frame) (detect + crops), one embedding per face."""
+    """Per frame: decode, PIL image, mtcnn(frame) (detect + crops), one embedding per face.
+
+    ``mtcnn(frame)`` is spelled out as what its ``forward`` does with ``keep_all``
+    (``detect``, then ``extract``), so that the boxes can be compared with likeness's."""
     n_frames = n_faces = 0
+    found = []
     with PeakMemory(device) as mem:
         start = clock(device)
-        for rgb in opencv_frames(video, wanted, RESOLUTIONS.get(args.resolution)):
-            face_tensors = mtcnn(Image.fromarray(rgb))
+        for index, rgb in zip(sorted(wanted), opencv_frames(
+            video, wanted, RESOLUTIONS.get(args.resolution)
+        ), strict=False):
+            image = Image.fromarray(rgb)
+            boxes, probs = mtcnn.detect(image)
+            face_tensors = mtcnn.extract(image, boxes, None)
             n_frames += 1
             if face_tensors is None:
                 continue
+            found += [(index, *map(float, b), float(p)) for b, p in zip(boxes, probs, strict=True)]
             with torch.no_grad():
                 for face in face_tensors:
                     model(face.unsqueeze(0).to(device))
@@ -227,6 +238,31 @@ def run_peer(video: Path, wanted: set[int], mtcnn: MTCNN, model, device, args) -
         "frames_per_s": rate(n_frames, seconds),
         "faces_per_s": rate(n_faces, seconds),
         **mem.record(),
+        "boxes": found,
+    }
+
+
+def compare_faces(ours: pd.DataFrame, peer_boxes: list, min_prob: float, min_face: int) -> dict:
+    """The peer's faces (probability >= min_prob) that likeness found too (IoU >= 0.5, same
+    frame), and those it did not, each with its size (square root of the box area, px)."""
+    peer = pd.DataFrame(peer_boxes, columns=["frame_index", "x1", "y1", "x2", "y2", "prob"])
+    peer = peer[peer["prob"] >= min_prob]
+    missed, matched = [], 0
+    for row in peer.itertuples():
+        mine = ours[ours["frame_index"] == row.frame_index]
+        box = np.array([[row.x1, row.y1, row.x2, row.y2]])
+        boxes = mine[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy(float)
+        if len(boxes) and faces.box_iou(box, boxes).max() >= 0.5:
+            matched += 1
+        else:
+            size = float(np.sqrt(max(row.x2 - row.x1, 0) * max(row.y2 - row.y1, 0)))
+            missed.append({"frame_index": int(row.frame_index), "face_px": round(size, 1),
+                           "prob": round(float(row.prob), 4)})
+    return {
+        "peer_faces": len(peer), "also_found_by_likeness": matched,
+        "likeness_min_face_size": min_face,
+        "missed": missed,
+        "missed_below_min_face_size": sum(m["face_px"] < min_face for m in missed),
     }
 
 
@@ -339,6 +375,11 @@ def print_report(result: dict) -> None:
     print(f"ratio likeness / facenet-pytorch: {result['ratio_frames_per_s']:.2f}x frames/s "
           f"(likeness embeds faces with prob >= {result['min_detection_prob']}, "
           "the peer every face MTCNN returns)")
+    same = result["same_faces"]
+    print(f"same faces: {same['also_found_by_likeness']} of the peer's {same['peer_faces']} faces "
+          f"(prob >= {result['min_detection_prob']}) found by likeness at min_face_size "
+          f"{same['likeness_min_face_size']}; missed {len(same['missed'])} "
+          f"({same['missed_below_min_face_size']} below it): {same['missed']}")
     for name, row in result.get("stages", {}).items():
         if isinstance(row, str):
             print(f"  {name}: {row}")
@@ -363,6 +404,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="frames per MTCNN call in likeness")
     parser.add_argument("--stage-frames", type=int, default=16,
                         help="frames for the detection-alone stage timings")
+    parser.add_argument("--min-face-size", type=int, default=None,
+                        help="likeness's detection scale (default: the case default); the peer "
+                        "keeps facenet-pytorch's 20 px")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage timings")
@@ -379,10 +423,11 @@ def main(argv: list[str] | None = None) -> dict:
         "sample_fps": args.sample_fps,
         "device": str(device),
         "detect_batch_size": args.batch_size,
+        "min_face_size": args.min_face_size or ANALYSIS_DEFAULTS["min_face_size"],
     })
     height = RESOLUTIONS.get(args.resolution)
     detector = faces.load_detector(str(device), params.min_face_size)
-    mtcnn = peer_detector(device, params.min_face_size)
+    mtcnn = peer_detector(device)
     # likeness runs its networks in its default runtime (OpenVINO on a CPU); the peer in PyTorch.
     model = inference.load_embedder(params.model, str(device))
     peer_model = models.load_embedder(params.model, str(device))
@@ -410,7 +455,12 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="likeness-bench-") as tmp:
         case = benchmark_case(video, params, Path(tmp))
         result["likeness"] = run_likeness(case, Path(tmp) / "run", detector, model, device, args)
+        ours = pd.read_parquet(analysis.faces_path(Path(tmp) / "run", "bench"))
     result["facenet_pytorch"] = run_peer(video, set(wanted), mtcnn, peer_model, device, args)
+    result["same_faces"] = compare_faces(
+        ours, result["facenet_pytorch"].pop("boxes"), params.min_detection_prob,
+        params.min_face_size,
+    )
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     result["ratio_frames_per_s"] = round(
         result["likeness"]["frames_per_s"] / result["facenet_pytorch"]["frames_per_s"], 3
