@@ -34,12 +34,20 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from likeness import embeddings, faces, footage, inference, models, processing_log, runfolder
+from likeness import (
+    cache,
+    embeddings,
+    faces,
+    footage,
+    inference,
+    models,
+    processing_log,
+    runfolder,
+)
 from likeness.case import Case, Episode, claimant_identity_names
 from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
 from likeness.files import (
     atomic_path,
-    copy_atomic,
     prefetch,
     rename_into_place,
     write_csv_atomic,
@@ -267,23 +275,38 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
 def _faces_to_cache(table_file: Path, cached: Path) -> None:
     if episode_status_from_file(table_file).get("status") != "ok":
         return  # only complete tables of intact footage are reused
-    copy_atomic(table_file, cached)
+    cache.copy_entry(table_file, cached)
+
+
+def read_cached_faces(cached: Path) -> pa.Table | None:
+    """The cached faces table at ``cached``, or None when there is no usable one.
+
+    The entry's bytes must match the SHA-256 written with it (:mod:`likeness.cache`), and be
+    a faces table with its status: a damaged, edited or unsealed entry is discarded with a
+    warning and the episode is analysed again, never read blindly.
+    """
+    data = cache.read_entry(cached)
+    if data is None:
+        return None
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        meta = table.schema.metadata or {}
+        json.loads(meta[b"likeness_status"])
+        if not table.schema.equals(FACE_SCHEMA, check_metadata=False):
+            raise ValueError("its columns are not those of a faces table")
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        cache.discard(cached, f"not a readable faces table ({exc})")
+        return None
+    return table
 
 
 def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any] | None:
-    """Write the cached faces table as this case's episode (its id may differ).
-
-    None when the cached table is unreadable or not a faces table (a damaged cache entry is
-    removed and the episode analysed again, never read blindly).
-    """
-    try:
-        table = pq.read_table(cached)
-        status = episode_status_from_file(cached)
-        if not table.schema.equals(FACE_SCHEMA, check_metadata=False):
-            raise ValueError("not a faces table")
-    except (OSError, ValueError, KeyError, pa.ArrowException):
-        cached.unlink(missing_ok=True)
+    """Write the cached faces table as this case's episode (its id may differ); None when the
+    cache holds no usable table for it (see :func:`read_cached_faces`)."""
+    table = read_cached_faces(cached)
+    if table is None:
         return None
+    status = json.loads(table.schema.metadata[b"likeness_status"])
     status.update(episode=episode_id, message="faces reused from the cache")
     episode_col = pa.array([episode_id] * table.num_rows, pa.string())
     table = table.set_column(table.schema.get_field_index("episode"), "episode", episode_col)
@@ -454,7 +477,7 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
             statuses[episode.id] = episode_status_from_file(out)
             continue
         cached = faces_cache_path(case, episode_sha[episode.id])
-        if cached.exists() and (reused := _faces_from_cache(cached, episode.id, out)):
+        if reused := _faces_from_cache(cached, episode.id, out):
             statuses[episode.id] = reused
             continue
         try:
