@@ -106,7 +106,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if args.run_id:
             # A named run id may be built by two commands at once: one writer per folder.
-            from likeness.case import check_id, load_case
+            from likeness.case import load_case
+            from likeness.case_yaml import check_id
             from likeness.runfolder import writer_lock
 
             run_id = check_id(args.run_id, "--run-id", "run id")
