@@ -142,3 +142,28 @@ def test_rewritten_faces_cache_entry_is_rebuilt(temp_cache, tmp_path):
     assert {e: e.read_bytes() for e in entries} == clean_bytes
     for name in ("episodes.csv", "population.parquet", "references.parquet"):
         assert (tmp_path / "run2" / name).read_bytes() == (tmp_path / "run1" / name).read_bytes()
+
+
+def test_damaged_exported_network_is_exported_again(temp_cache):
+    """An ONNX network in the cache that was damaged is exported again, never compiled."""
+    import torch
+
+    pnet = faces.load_detector("cpu", runtime="torch").pnet
+    example, dynamic = torch.zeros(2, 3, 48, 64), {0: "n", 2: "h", 3: "w"}
+    path = inference.export_onnx("mtcnn-pnet", pnet, example, dynamic)
+    assert path.parent == temp_cache / "compiled" and cache.verify_entry(path)
+    clean = path.read_bytes()
+    data = bytearray(clean)
+    data[-200] ^= 0x80  # inside the weights at the end of the file
+    path.write_bytes(bytes(data))
+    with pytest.warns(cache.CacheWarning, match="damaged or edited") as caught:
+        again = inference.export_onnx("mtcnn-pnet", pnet, example, dynamic)
+    assert again == path and str(caught[0].message).startswith(f"{path}:")
+    assert cache.verify_entry(path) and hashlib.sha256(path.read_bytes()).hexdigest() == (
+        hashlib.sha256(clean).hexdigest()
+    )
+    run = inference.compile_net("mtcnn-pnet", pnet, example, dynamic, "onnxruntime")
+    frame = torch.rand(1, 3, 60, 80)
+    with torch.inference_mode():
+        for ours, ref in zip(run(frame), pnet(frame), strict=True):
+            assert torch.allclose(ours, ref, atol=1e-5)

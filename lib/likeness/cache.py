@@ -1,14 +1,17 @@
 """Cache entries: each written with its SHA-256 beside it, checked before it is read.
 
 The user cache (:func:`likeness.models.cache_dir`) holds results that are expensive to make and
-are reused across cases: the embedded faces of each photo, the faces table of each footage.
+are reused across cases: the embedded faces of each photo, the faces table of each footage, the
+networks exported to ONNX. (Model weights are pinned by their own published SHA-256 instead,
+see :mod:`likeness.models`.)
+
 A cache entry is evidence at one remove: a damaged or edited entry would silently become a
 wrong result. So every entry ``<name>`` is written with ``<name>.sha256`` (the SHA-256 of its
 bytes, in ``sha256sum`` format) and read only through :func:`read_entry`, which hashes the very
-bytes it hands back. An entry whose bytes do not match, whose seal is missing or unreadable, or
-whose content its reader cannot use (:func:`discard`) is removed with a warning naming the file
-(also written to the processing log of the run folder this process is working on) and made
-again by the caller.
+bytes it hands back, or :func:`verify_entry` for entries read by path. An entry whose bytes do
+not match, whose seal is missing or unreadable, or whose content its reader cannot use
+(:func:`discard`) is removed with a warning naming the file (also written to the processing
+log of the run folder this process is working on) and made again by the caller.
 
 The seal is written before the entry is renamed into place: a crash in between leaves a seal
 that does not match the (old or missing) entry, which reads as damaged and is rebuilt, never an
@@ -57,8 +60,9 @@ def copy_entry(source: str | os.PathLike[str], entry: str | os.PathLike[str]) ->
 def read_entry(entry: str | os.PathLike[str]) -> bytes | None:
     """The bytes of cache entry ``entry`` when they match its seal; None when there is no entry.
 
-    A damaged, edited or unsealed entry is discarded (see :func:`discard`) and None returned,
-    so that the caller makes it again.
+    The very bytes returned are hashed (no window for a change between check and use). A
+    damaged, edited or unsealed entry is discarded (see :func:`discard`) and None returned, so
+    that the caller makes it again.
     """
     entry = Path(entry)
     try:
@@ -68,23 +72,42 @@ def read_entry(entry: str | os.PathLike[str]) -> bytes | None:
     except OSError as exc:
         discard(entry, f"it cannot be read ({exc.strerror})")
         return None
+    return data if _matches_seal(entry, hashlib.sha256(data).hexdigest()) else None
+
+
+def verify_entry(entry: str | os.PathLike[str]) -> bool:
+    """Whether cache entry ``entry`` exists and matches its seal, for entries too large to hold
+    in memory (compiled networks) that are then read by path. A damaged, edited or unsealed
+    entry is discarded (see :func:`discard`) and False returned."""
+    entry = Path(entry)
+    try:
+        actual = files.sha256_file(entry)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        discard(entry, f"it cannot be read ({exc.strerror})")
+        return False
+    return _matches_seal(entry, actual)
+
+
+def _matches_seal(entry: Path, actual: str) -> bool:
+    """Whether ``actual`` (the SHA-256 of the entry's bytes) is its seal's; discards it if not."""
     try:
         words = seal_path(entry).read_text("ascii").split()
     except FileNotFoundError:
         discard(entry, f"it carries no SHA-256 ({seal_path(entry).name} is missing)")
-        return None
+        return False
     except (OSError, UnicodeDecodeError) as exc:
         discard(entry, f"its SHA-256 file is unreadable ({exc})")
-        return None
-    actual = hashlib.sha256(data).hexdigest()
+        return False
     expected = words[0] if words else ""
     if actual != expected:
         discard(
             entry, f"its content (SHA-256 {actual[:16]}...) is not what was written "
             f"(SHA-256 {expected[:16] or 'none'}...): damaged or edited"
         )
-        return None
-    return data
+        return False
+    return True
 
 
 def discard(entry: str | os.PathLike[str], reason: str) -> None:
