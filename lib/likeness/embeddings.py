@@ -28,8 +28,10 @@ from likeness import cache, faces, inference, models
 from likeness.case import population_photos
 from likeness.files import prefetch, sha256_file
 
-# Part of every cache key: bump it when detection, cropping or embedding changes.
-PHOTO_CACHE_VERSION = 2
+# Part of every cache key (photos and faces tables): bump it when detection, cropping,
+# embedding or the cache's format changes. 3: every entry carries its SHA-256 (likeness.cache);
+# the unsealed entries of version 2 are left unused, not discarded one by one with a warning.
+PHOTO_CACHE_VERSION = 3
 
 PHOTO_COLUMNS = [
     "path",
