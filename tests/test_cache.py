@@ -143,6 +143,14 @@ def test_rewritten_faces_cache_entry_is_rebuilt(temp_cache, tmp_path):
     for name in ("episodes.csv", "population.parquet", "references.parquet"):
         assert (tmp_path / "run2" / name).read_bytes() == (tmp_path / "run1" / name).read_bytes()
 
+    # Intact entries are reused as they are, without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cache.CacheWarning)
+        statuses = analyze_case(case, tmp_path / "run3", progress=False)
+    assert {s["message"] for s in statuses.values()} == {"faces reused from the cache"}
+    for episode in ("orig", "elon"):
+        assert read_faces(tmp_path / "run3", episode).equals(read_faces(tmp_path / "run1", episode))
+
 
 def test_damaged_exported_network_is_exported_again(temp_cache):
     """An ONNX network in the cache that was damaged is exported again, never compiled."""

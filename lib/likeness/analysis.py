@@ -278,8 +278,9 @@ def _faces_to_cache(table_file: Path, cached: Path) -> None:
     cache.copy_entry(table_file, cached)
 
 
-def read_cached_faces(cached: Path) -> pa.Table | None:
-    """The cached faces table at ``cached``, or None when there is no usable one.
+def read_cached_faces(cached: Path) -> tuple[pa.Table, dict[str, Any]] | None:
+    """The cached faces table at ``cached`` and its episode status, or None when there is no
+    usable one.
 
     The entry's bytes must match the SHA-256 written with it (:mod:`likeness.cache`), and be
     a faces table with its status: a damaged, edited or unsealed entry is discarded with a
@@ -289,24 +290,24 @@ def read_cached_faces(cached: Path) -> pa.Table | None:
     if data is None:
         return None
     try:
-        table = pq.read_table(pa.BufferReader(data))
-        meta = table.schema.metadata or {}
-        json.loads(meta[b"likeness_status"])
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        status = json.loads((parquet.metadata.metadata or {})[b"likeness_status"])
+        table = parquet.read()
         if not table.schema.equals(FACE_SCHEMA, check_metadata=False):
             raise ValueError("its columns are not those of a faces table")
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
-        cache.discard(cached, f"not a readable faces table ({exc})")
+        cache.discard(cached, f"not a readable faces table ({type(exc).__name__}: {exc})")
         return None
-    return table
+    return table, status
 
 
 def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any] | None:
     """Write the cached faces table as this case's episode (its id may differ); None when the
     cache holds no usable table for it (see :func:`read_cached_faces`)."""
-    table = read_cached_faces(cached)
-    if table is None:
+    found = read_cached_faces(cached)
+    if found is None:
         return None
-    status = json.loads(table.schema.metadata[b"likeness_status"])
+    table, status = found
     status.update(episode=episode_id, message="faces reused from the cache")
     episode_col = pa.array([episode_id] * table.num_rows, pa.string())
     table = table.set_column(table.schema.get_field_index("episode"), "episode", episode_col)
