@@ -29,11 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from likeness import files, processing_log, runfolder
+from likeness.errors import LikenessWarning
 
 SEAL_SUFFIX = ".sha256"
 
 
-class CacheWarning(UserWarning):
+class CacheWarning(LikenessWarning):
     """A cache entry was damaged, edited or unsealed: it was discarded and is made again."""
 
 
