@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from likeness import footage
+from likeness import footage, probing
 from likeness.case import testdata_root as data_root
 from likeness.errors import FootageError, LikenessError
 
@@ -142,7 +142,7 @@ def vfr_clip(media):
 
 
 def test_probe_hamilton_clip():
-    info = footage.probe_video(HAMILTON)
+    info = probing.probe_video(HAMILTON)
     assert info["path"] == str(HAMILTON)
     assert "mp4" in info["container"]
     assert info["codec"] == "h264"
@@ -158,11 +158,11 @@ def test_probe_hamilton_clip():
 
 
 def test_probe_1080p_and_silent_clips():
-    info = footage.probe_video(PEDESTRIANS)
+    info = probing.probe_video(PEDESTRIANS)
     assert (info["width"], info["height"], info["frame_count"]) == (1920, 1080, 105)
     assert info["frame_rate"] == 25.0 and info["duration_s"] == pytest.approx(4.2)
     assert info["has_audio"] is True and info["variable_frame_rate"] is False
-    assert footage.probe_video(ORIG)["has_audio"] is False
+    assert probing.probe_video(ORIG)["has_audio"] is False
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_truncated_mp4_yields_what_decodes_then_raises(media):
     data = DANCE.read_bytes()
     cut = media / "dance_cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    info = footage.probe_video(cut)
+    info = probing.probe_video(cut)
     assert info["truncated"] is True and info["frame_count"] == 66  # the header's count
 
     intact = _collect(DANCE, None)[3]
@@ -294,7 +294,7 @@ def test_truncated_mp4_without_its_index_is_refused(media):
     data = HAMILTON.read_bytes()
     cut = media / "hamilton_cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    for call in (footage.probe_video, lambda p: next(footage.iter_frames(p, 5))):
+    for call in (probing.probe_video, lambda p: next(footage.iter_frames(p, 5))):
         with pytest.raises(FootageError) as caught:
             call(cut)
         assert str(cut) in str(caught.value)
@@ -306,7 +306,7 @@ def test_mp4_with_index_but_no_frame_data(media):
     data = DANCE.read_bytes()
     cut = media / "dance_header_only.mp4"
     cut.write_bytes(data[:4096])
-    for call in (footage.probe_video, lambda p: list(footage.iter_frames(p, None))):
+    for call in (probing.probe_video, lambda p: list(footage.iter_frames(p, None))):
         with pytest.raises(FootageError, match=_says(cut, r": no frame could be decoded")):
             call(cut)
 
@@ -314,7 +314,7 @@ def test_mp4_with_index_but_no_frame_data(media):
 def test_text_file_named_mp4(media):
     path = media / "notes.mp4"
     path.write_text("Episode 1 transcript\nThis is not a video.\n", encoding="utf-8")
-    for call in (footage.probe_video, lambda p: next(footage.iter_frames(p, None)),
+    for call in (probing.probe_video, lambda p: next(footage.iter_frames(p, None)),
                  lambda p: footage.read_frames(p, [0])):
         with pytest.raises(FootageError, match=_says(path, r": is not a media file \(a text file")):
             call(path)
@@ -324,7 +324,7 @@ def test_audio_only_file_has_no_video_stream(media):
     path = _remux(DIRTYDANCING, media / "audio_only.mp4", video=False, audio=True)
     with av.open(str(path)) as check:  # the file is real media, with sound only
         assert [s.type for s in check.streams] == ["audio"]
-    for call in (footage.probe_video, lambda p: next(footage.iter_frames(p, None))):
+    for call in (probing.probe_video, lambda p: next(footage.iter_frames(p, None))):
         with pytest.raises(FootageError, match=_says(path, r": has no video stream.*audio mp3")):
             call(path)
 
@@ -339,7 +339,7 @@ def test_rotated_phone_video_comes_back_upright(media, matrix_degrees, rotation,
     path = _remux(HAMILTON, media / f"rotated_{rotation}.mp4", rotation=matrix_degrees)
     with av.open(str(path)) as check:  # the file really carries a display matrix
         assert next(check.decode(video=0)).rotation % 360 == matrix_degrees % 360
-    info = footage.probe_video(path)
+    info = probing.probe_video(path)
     assert (info["width"], info["height"]) == (640, 360)  # as stored
     assert (info["rotation"], info["mirrored"]) == (rotation, False)
     upright = footage.read_frames(path, [0, 45])
@@ -369,7 +369,7 @@ def test_rotation_agrees_with_opencv_autorotation(media):
 def test_mirrored_display_matrix_follows_ffmpeg(media):
     """FFmpeg's own autorotation for this matrix: transpose=clock_flip (turn clockwise, flip)."""
     path = _remux(HAMILTON, media / "mirrored.mp4", rotation=90, hflip=True)
-    info = footage.probe_video(path)
+    info = probing.probe_video(path)
     assert (info["rotation"], info["mirrored"]) == (90, True)
     stored = footage.read_frames(HAMILTON, [0])[0]
     np.testing.assert_array_equal(footage.read_frames(path, [0])[0],
@@ -378,9 +378,9 @@ def test_mirrored_display_matrix_follows_ffmpeg(media):
 
 def test_variable_frame_rate_times_are_exact_and_sampling_follows_them(vfr_clip):
     path, kept = vfr_clip
-    info = footage.probe_video(path)
+    info = probing.probe_video(path)
     assert info["variable_frame_rate"] is True and info["frame_count"] == len(kept) == 61
-    assert footage.probe_video(HAMILTON)["variable_frame_rate"] is False
+    assert probing.probe_video(HAMILTON)["variable_frame_rate"] is False
 
     exact = [float(n * HAMILTON_FRAME_TICKS * HAMILTON_TIME_BASE) for n in kept]
     indices, times = _collect(path, None)[:2]
@@ -396,7 +396,7 @@ def test_variable_frame_rate_times_are_exact_and_sampling_follows_them(vfr_clip)
 
 def test_missing_path():
     path = DATA / "no_such_episode.mp4"
-    for call in (footage.probe_video, lambda p: footage.iter_frames(p, 5),
+    for call in (probing.probe_video, lambda p: footage.iter_frames(p, 5),
                  lambda p: footage.read_frames(p, [0])):
         with pytest.raises(FootageError, match=_says(path, r": no such file")):
             call(path)
@@ -406,7 +406,7 @@ def test_directory_instead_of_a_file(media):
     folder = media / "episode.mp4"
     folder.mkdir()
     with pytest.raises(FootageError, match=_says(folder, r": is a directory")):
-        footage.probe_video(folder)
+        probing.probe_video(folder)
     with pytest.raises(FootageError, match=_says(folder, r": is a directory")):
         footage.iter_frames(folder, None)
 
@@ -415,7 +415,7 @@ def test_unreadable_links(media):
     dangling = media / "dangling.mp4"
     dangling.symlink_to(media / "gone.mp4")
     with pytest.raises(FootageError, match=_says(dangling, r": is a broken symbolic link")):
-        footage.probe_video(dangling)
+        probing.probe_video(dangling)
     # A link loop cannot be opened even by root.
     loop_a, loop_b = media / "loop_a.mp4", media / "loop_b.mp4"
     loop_a.symlink_to(loop_b)
@@ -435,7 +435,7 @@ def test_file_without_read_permission(media):
     try:
         denied = _says(path, r": cannot be read \(Permission denied")
         with pytest.raises(FootageError, match=denied):
-            footage.probe_video(path)
+            probing.probe_video(path)
     finally:
         path.chmod(0o600)
 
@@ -443,7 +443,7 @@ def test_file_without_read_permission(media):
 def test_zero_byte_file(media):
     path = media / "empty.mp4"
     path.write_bytes(b"")
-    for call in (footage.probe_video, lambda p: footage.iter_frames(p, None)):
+    for call in (probing.probe_video, lambda p: footage.iter_frames(p, None)):
         with pytest.raises(FootageError, match=_says(path, r": is empty \(0 bytes\)")):
             call(path)
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 import badmedia
 from casedata import ELON_REFERENCE, HAMILTON, LFW, SWAP, write_case
-from likeness import embeddings, footage
+from likeness import embeddings, footage, probing
 from likeness.errors import FootageError, ImageError, LikenessError
 
 PROFILE = settings(
@@ -55,7 +55,7 @@ def media(tmp_path_factory) -> Path:
 def test_still_image_listed_as_footage_is_refused_by_name(media):
     jpeg = media / "still.mp4"
     jpeg.write_bytes(badmedia.EXIF_JPEG.read_bytes())
-    for call in (footage.probe_video, lambda p: list(footage.iter_frames(p, 5))):
+    for call in (probing.probe_video, lambda p: list(footage.iter_frames(p, 5))):
         with pytest.raises(FootageError) as caught:
             call(jpeg)
         assert str(caught.value) == (
@@ -66,7 +66,7 @@ def test_still_image_listed_as_footage_is_refused_by_name(media):
 
 def test_motion_jpeg_with_exif_frames_decodes(media):
     avi = badmedia.mjpeg_avi_with_exif(media / "exif.avi", n_frames=12, fps=10)
-    info = footage.probe_video(avi)
+    info = probing.probe_video(avi)
     assert (info["container"], info["codec"], info["frame_count"]) == ("avi", "mjpeg", 12)
     times, sums = digests(avi)
     assert len(times) == 12 and len(set(sums)) == 1  # the same picture twelve times
@@ -81,12 +81,12 @@ def test_motion_jpeg_with_exif_frames_decodes(media):
 def test_several_video_streams_choice_is_declared_and_followed(media, default, chosen, why):
     mkv = badmedia.two_video_streams(media / f"two-{default}.mkv", badmedia.ORIG,
                                      badmedia.ELON, default=default)
-    info = footage.probe_video(mkv)
+    info = probing.probe_video(mkv)
     assert info["video_stream"] == chosen
     assert info["stream_choice"] == (
         f"stream #{chosen} of 2 video streams, {why}; not analysed: #{1 - chosen}"
     )
-    note = footage.probe_notes(info)
+    note = probing.probe_notes(info)
     assert note == [f"{mkv}: has several video streams; analysed {info['stream_choice']}"]
     source = badmedia.ELON if chosen == 1 else badmedia.ORIG
     assert digests(mkv, 5)[1] == digests(source, 5)[1]  # the frames of the declared stream
@@ -95,8 +95,8 @@ def test_several_video_streams_choice_is_declared_and_followed(media, default, c
 def test_timestamp_reset_keeps_every_frame_with_increasing_times(media):
     ts = badmedia.ts_with_timestamp_reset(media / "joined.ts")
     one = badmedia.mpegts(media / "one.ts")
-    info = footage.probe_video(ts)
-    assert info["timestamp_resets"] == 1 and footage.probe_notes(info)
+    info = probing.probe_video(ts)
+    assert info["timestamp_resets"] == 1 and probing.probe_notes(info)
     assert info["frame_count"] == 132 and info["duration_s"] == pytest.approx(5.28, abs=0.05)
     times, sums = digests(ts)
     _, one_sums = digests(one)
@@ -105,7 +105,7 @@ def test_timestamp_reset_keeps_every_frame_with_increasing_times(media):
     assert times[66] == pytest.approx(times[65] + 0.04)  # continues one frame later
     sampled, _ = digests(ts, 5)
     assert len(sampled) == 27  # 5.28 s at 5 per second: nothing silently lost
-    assert footage.probe_video(one)["timestamp_resets"] == 0
+    assert probing.probe_video(one)["timestamp_resets"] == 0
 
 
 def test_damage_status_does_not_depend_on_thread_timing(media):
@@ -154,7 +154,7 @@ def test_prober_on_truncated_or_bit_flipped_headers(fuzz_sources, tmp_path, data
     path = tmp_path / f"fuzz.{kind}"
     path.write_bytes(bytes(raw[:cut]))
     try:
-        info = footage.probe_video(path)
+        info = probing.probe_video(path)
     except LikenessError as exc:
         assert str(path) in str(exc)
         return

@@ -143,6 +143,11 @@ def test_second_analysis_on_the_same_folder_is_refused_and_the_first_completes(t
     code, out, err = finish(likeness("analyze", case_file, "--out", again, "--quiet", env=env))
     assert code == 0, out + err
     assert len(read_faces(again, "orig")) == len(read_faces(run_dir, "orig"))
+    # Each damaged entry is named in one line of its own (likeness.cache).
+    said = sorted(line for line in err.splitlines() if "cache entry discarded" in line)
+    assert len(said) == len(entries) and "CacheWarning" not in err, err
+    for line, entry in zip(said, entries, strict=True):
+        assert line.startswith(f"likeness: warning: {entry}: cache entry discarded"), err
     assert all(pq.read_table(entry).num_rows > 0 for entry in entries)  # rewritten
 
 

@@ -10,7 +10,7 @@
   a second run skips it and an interrupted run resumes at the first unfinished episode. The
   episode's status (ok, truncated) travels inside the file's metadata.
 - ``references.parquet``, ``population.parquet``: the embedded photos (see
-  :func:`likeness.embeddings.embed_photos`).
+  :mod:`likeness.case_photos`).
 - ``episode_status.json`` and ``warnings.csv``: what happened to each episode, and every
   problem that did not stop the run (an episode that cannot be decoded fails alone).
 - the recognizability results of :func:`likeness.episodes.write_episode_results`.
@@ -34,17 +34,25 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from likeness import embeddings, faces, footage, inference, models, processing_log, runfolder
-from likeness.case import Case, Episode, claimant_identity_names
-from likeness.errors import CaseError, EvidenceError, FootageError, record_warning
+from likeness import (
+    cache,
+    case_photos,
+    embeddings,
+    faces,
+    footage,
+    inference,
+    models,
+    processing_log,
+    runfolder,
+)
+from likeness.case import Case, Episode
+from likeness.errors import CaseError, FootageError, record_warning
 from likeness.files import (
     atomic_path,
-    copy_atomic,
     prefetch,
     rename_into_place,
     write_csv_atomic,
     write_json_atomic,
-    write_parquet_atomic,
 )
 from likeness.intake import ensure_intake
 
@@ -267,23 +275,39 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
 def _faces_to_cache(table_file: Path, cached: Path) -> None:
     if episode_status_from_file(table_file).get("status") != "ok":
         return  # only complete tables of intact footage are reused
-    copy_atomic(table_file, cached)
+    cache.copy_entry(table_file, cached)
+
+
+def read_cached_faces(cached: Path) -> tuple[pa.Table, dict[str, Any]] | None:
+    """The cached faces table at ``cached`` and its episode status, or None when there is no
+    usable one.
+
+    The entry's bytes must match the SHA-256 written with it (:mod:`likeness.cache`), and be
+    a faces table with its status: a damaged, edited or unsealed entry is discarded with a
+    warning and the episode is analysed again, never read blindly.
+    """
+    data = cache.read_entry(cached)
+    if data is None:
+        return None
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        status = json.loads((parquet.metadata.metadata or {})[b"likeness_status"])
+        table = parquet.read()
+        if not table.schema.equals(FACE_SCHEMA, check_metadata=False):
+            raise ValueError("its columns are not those of a faces table")
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        cache.discard(cached, f"not a readable faces table ({type(exc).__name__}: {exc})")
+        return None
+    return table, status
 
 
 def _faces_from_cache(cached: Path, episode_id: str, out: Path) -> dict[str, Any] | None:
-    """Write the cached faces table as this case's episode (its id may differ).
-
-    None when the cached table is unreadable or not a faces table (a damaged cache entry is
-    removed and the episode analysed again, never read blindly).
-    """
-    try:
-        table = pq.read_table(cached)
-        status = episode_status_from_file(cached)
-        if not table.schema.equals(FACE_SCHEMA, check_metadata=False):
-            raise ValueError("not a faces table")
-    except (OSError, ValueError, KeyError, pa.ArrowException):
-        cached.unlink(missing_ok=True)
+    """Write the cached faces table as this case's episode (its id may differ); None when the
+    cache holds no usable table for it (see :func:`read_cached_faces`)."""
+    found = read_cached_faces(cached)
+    if found is None:
         return None
+    table, status = found
     status.update(episode=episode_id, message="faces reused from the cache")
     episode_col = pa.array([episode_id] * table.num_rows, pa.string())
     table = table.set_column(table.schema.get_field_index("episode"), "episode", episode_col)
@@ -337,76 +361,6 @@ def _check_run_folder(case: Case, run_dir: Path) -> None:
     write_json_atomic(path, record)
 
 
-def population_exclude(case: Case) -> tuple[str, ...]:
-    """The case's exclude list plus the claimant's own name spelled as a folder name."""
-    return tuple(sorted(set(case.population_exclude) | claimant_identity_names(case.claimant_name)))
-
-
-def embed_case_photos(
-    case: Case, run_dir: Path, model, detector, *, progress: bool = True
-) -> None:
-    """references.parquet and population.parquet, with their problems recorded as warnings."""
-    params = case.analysis
-    common = dict(
-        model_name=params.model,
-        device=params.device,
-        model=model,
-        detector=detector,
-        min_face_size=params.min_face_size,
-        min_prob=params.min_detection_prob,
-        progress=progress,
-    )
-    refs_file = Path(run_dir) / "references.parquet"
-    if not refs_file.exists():
-        refs = embeddings.embed_photos(case.reference_paths, selection="dominant", **common)
-        for warning in refs.loc[refs["warning"].fillna("") != "", "warning"]:
-            record_warning(run_dir, "references", warning)
-        if not (refs["status"] == "ok").any():
-            raise EvidenceError(
-                f"{case.case_file}: no usable reference photo of {case.claimant_name}: "
-                + "; ".join(refs["warning"].fillna(""))
-            )
-        write_parquet_atomic(refs, refs_file)
-    perf_file = Path(run_dir) / "performers.parquet"
-    if case.performers and not perf_file.exists():
-        parts = []
-        for performer in case.performers:
-            photos = embeddings.embed_photos(
-                performer.reference_paths, selection="dominant", **common
-            )
-            for warning in photos.loc[photos["warning"].fillna("") != "", "warning"]:
-                record_warning(run_dir, f"performer {performer.name}", warning)
-            photos.insert(0, "identity", performer.name)
-            parts.append(photos)
-        write_parquet_atomic(pd.concat(parts, ignore_index=True), perf_file)
-    pop_file = Path(run_dir) / "population.parquet"
-    if not pop_file.exists():
-        if case.population_root is None:
-            raise CaseError(f"{case.case_file}: population: needed to calibrate the scores")
-        pop = embeddings.embed_population(
-            case.population_root,
-            population_exclude(case),
-            max_per_identity=params.max_photos_per_identity,
-            **common,
-        )
-        usable = pop.groupby("identity")["status"].apply(lambda s: (s == "ok").any())
-        if not usable.any():
-            raise CaseError(
-                f"{case.case_file}: population.path: {case.population_root} holds no identity "
-                f"with a usable face photo ({len(usable)} identities, {len(pop)} photos, the "
-                "claimant excluded), so no likelihood ratio can be calibrated; name a folder "
-                "with one sub-folder of face photos per person"
-            )
-        for identity in usable.index[~usable]:
-            record_warning(
-                run_dir,
-                "population",
-                f"{case.population_root / identity}: identity has no usable photo; "
-                "left out of the population",
-            )
-        write_parquet_atomic(pop, pop_file)
-
-
 def expected_frames(probe: dict[str, Any] | None, sample_fps: float | None) -> int:
     """About how many frames an episode yields, from its intake probe (for the ETA only)."""
     if not probe:
@@ -454,7 +408,7 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
             statuses[episode.id] = episode_status_from_file(out)
             continue
         cached = faces_cache_path(case, episode_sha[episode.id])
-        if cached.exists() and (reused := _faces_from_cache(cached, episode.id, out)):
+        if reused := _faces_from_cache(cached, episode.id, out):
             statuses[episode.id] = reused
             continue
         try:
@@ -477,7 +431,7 @@ def analyze_case(case: Case, run_dir: Path | str, *, progress: bool = True) -> d
     series_bar.close()
     write_json_atomic(run_dir / STATUS_FILE, statuses)
 
-    embed_case_photos(case, run_dir, model, detector, progress=progress)
+    case_photos.embed_case_photos(case, run_dir, model, detector, progress=progress)
 
     # Other models first: the sensitivity table of the primary's results reads them.
     others = compare_models(case, run_dir, progress=progress)

@@ -25,22 +25,26 @@ the file, the field and what is wrong.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from likeness.case_yaml import (
+    NUMBER_RANGES,
+    check_fields,
+    check_id,
+    check_number,
+    check_path_text,
+    read_yaml,
+    unknown_field_error,
+)
 from likeness.errors import CaseError
 from likeness.provenance import Provenance, parse_provenance, reference_entry_path
 
 CASE_FILE = "case.yaml"
-CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-EPISODE_ID_PATTERN = CASE_ID_PATTERN
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 # Defaults of the optional ``analysis`` section, each with the reason for its value.
@@ -85,32 +89,6 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
 }
 NORMALISATIONS = ("as-norm", "none")
 CALIBRATION_METHODS = ("auto", "logistic", "kde", "isotonic")
-
-# The range of every number of the ``analysis`` section: (kind, lowest, highest), bounds
-# included except where the kind says "open". A new parameter gets a line here; a number
-# without a line is still checked to be finite and to fit 64 bits (see _check_number).
-NUMBER_RANGES: dict[str, tuple[str, float, float]] = {
-    "sample_fps": ("float", 0.0, 1000.0),  # 0 excluded: 0 fps samples nothing
-    "detect_batch_size": ("int", 1, 1024),
-    "embed_batch_size": ("int", 1, 4096),
-    "min_face_size": ("int", 1, 4096),
-    "min_detection_prob": ("float open", 0.0, 1.0),
-    "top_k": ("int", 1, 1000),
-    "operating_point_log10_lr": ("float", -20.0, 20.0),
-    "bootstrap_samples": ("int", 1, 1_000_000),
-    # numpy's legacy generators and many libraries take 32-bit seeds.
-    "seed": ("int", 0, 2**32 - 1),
-    "max_photos_per_identity": ("int", 1, 100_000),
-    "calibration_bootstrap_samples": ("int", 0, 10_000),
-}
-# Numbers that may be null (sample_fps: null reads every frame); the lower bound is then open.
-NULLABLE = ("sample_fps",)
-# What file systems accept: ids become file names, paths are opened.
-MAX_ID_CHARS = 100
-MAX_NAME_BYTES = 255
-MAX_PATH_BYTES = 4096
-# A case file is a page of settings; anything much larger is not one.
-MAX_CASE_FILE_BYTES = 1 << 20
 
 REQUIRED_FIELDS = ("case_id", "claimant", "footage")
 KNOWN_FIELDS = ("case_id", "title", "claimant", "footage", "population", "analysis",
@@ -212,41 +190,6 @@ def testdata_root() -> Path:
     return (project_root().parent / "shared" / "testdata").resolve()
 
 
-def _check_path_text(text: str, where: str) -> None:
-    """Refuse a path no file system accepts (NUL, not encodable, over-long names)."""
-    if "\x00" in text:
-        raise CaseError(f"{where}: the path holds a NUL character; write the file's real path")
-    try:
-        raw = os.fsencode(text)
-    except UnicodeError:
-        raise CaseError(
-            f"{where}: the path holds characters this system cannot encode; rename the file"
-        ) from None
-    if len(raw) > MAX_PATH_BYTES:
-        raise CaseError(f"{where}: the path is {len(raw)} bytes long, more than the "
-                        f"{MAX_PATH_BYTES} file systems accept; use a shorter path")
-    for part in raw.split(b"/"):
-        if len(part) > MAX_NAME_BYTES:
-            raise CaseError(
-                f"{where}: the name '{os.fsdecode(part)[:40]}...' is {len(part)} bytes long, "
-                f"more than the {MAX_NAME_BYTES} file systems accept; rename it"
-            )
-
-
-def check_id(value: Any, where: str, what: str) -> str:
-    """An id that becomes a file or folder name: letters, digits, - and _, at most 100."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise CaseError(f"{where}: {what} must be a name (letters, digits, - and _), got "
-                        f"{type(value).__name__}")
-    text = str(value)
-    if not CASE_ID_PATTERN.match(text):
-        raise CaseError(f"{where}: {what} '{text[:60]}' may hold only letters, digits, - and _")
-    if len(text) > MAX_ID_CHARS:
-        raise CaseError(f"{where}: {what} is {len(text)} characters long; at most "
-                        f"{MAX_ID_CHARS} are allowed (it becomes a file name), shorten it")
-    return text
-
-
 def expand_path(value: str, base: Path, *, where: str) -> Path:
     """Expand ``${VAR}`` and ``~`` in a case file's path; a relative path is relative to base."""
     if not isinstance(value, str) or not value.strip():
@@ -261,7 +204,7 @@ def expand_path(value: str, base: Path, *, where: str) -> Path:
         return env[name]
 
     expanded = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", substitute, str(value))
-    _check_path_text(expanded, where)
+    check_path_text(expanded, where)
     try:
         path = Path(expanded).expanduser()
         path = (path if path.is_absolute() else base / path).resolve()
@@ -270,30 +213,8 @@ def expand_path(value: str, base: Path, *, where: str) -> Path:
         pass  # the caller says what is missing
     except (OSError, RuntimeError, ValueError) as exc:
         raise CaseError(f"{where}: {expanded} cannot be used as a path ({exc})") from exc
-    _check_path_text(str(path), where)
+    check_path_text(str(path), where)
     return path
-
-
-def _unknown_field_error(where: str, key: str, known: tuple[str, ...]) -> CaseError:
-    hint = difflib.get_close_matches(key, known, n=1)
-    suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-    return CaseError(
-        f"{where}: unknown field '{key}'{suggestion}; allowed fields: {', '.join(known)}"
-    )
-
-
-def _check_fields(
-    mapping: Any, where: str, known: tuple[str, ...], required: tuple[str, ...]
-) -> dict[str, Any]:
-    if not isinstance(mapping, dict):
-        raise CaseError(f"{where}: expected a mapping, got {type(mapping).__name__}")
-    for key in mapping:
-        if key not in known:
-            raise _unknown_field_error(where, str(key), known)
-    for key in required:
-        if mapping.get(key) in (None, "", []):
-            raise CaseError(f"{where}: required field '{key}' is missing or empty")
-    return mapping
 
 
 def _image_files(path: Path, where: str) -> list[Path]:
@@ -330,40 +251,10 @@ def _performers(raw: Any, base: Path, where: str) -> tuple[Performer, ...]:
     out: list[Performer] = []
     for i, item in enumerate(raw):
         p_where = f"{where}: performers[{i}]"
-        item = _check_fields(item, p_where, PERFORMER_FIELDS, PERFORMER_FIELDS)
+        item = check_fields(item, p_where, PERFORMER_FIELDS, PERFORMER_FIELDS)
         files = _reference_files(item["references"], base, p_where)
         out.append(Performer(str(item["name"]), tuple(p for group in files for p in group)))
     return tuple(out)
-
-
-def _check_number(key: str, value: Any, where: str) -> int | float:
-    """A number of the analysis section, range-checked by NUMBER_RANGES (NaN, inf refused)."""
-    kind, low, high = NUMBER_RANGES.get(key, ("any", -(2.0**63), 2.0**63 - 1))
-    whole = kind == "int"
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "any" and not is_number:
-        return value  # a text or list parameter: its own check is elsewhere
-    wanted = "a whole number" if whole else "a number"
-    if not is_number or (whole and not isinstance(value, int)):
-        hint = ""
-        if isinstance(value, str) and re.fullmatch(r"[-+]?\d+[eE][-+]?\d+", value.strip()):
-            hint = f" (YAML reads {value} as text: write it with a point, e.g. 1.0e+5)"
-        raise CaseError(f"{where}.{key}: expected {wanted}, got {value!r}{hint}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise CaseError(f"{where}.{key}: expected a finite number, got {value!r}")
-    open_low = kind == "float open" or key in NULLABLE
-    open_high = kind == "float open"
-    too_low = value <= low if open_low else value < low
-    too_high = value >= high if open_high else value > high
-    if too_low or too_high:
-        lo, hi = (f"{int(low)}", f"{int(high)}") if whole else (f"{low:g}", f"{high:g}")
-        interval = f"{'(' if open_low else '['}{lo}, {hi}{')' if open_high else ']'}"
-        shown = f"{value!r}" if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
-        positive = "a positive " if open_low and low == 0 else ""
-        what = f"{positive or 'a '}{'whole number' if whole else 'number'}"
-        null = " or null" if key in NULLABLE else ""
-        raise CaseError(f"{where}.{key}: expected {what} in {interval}{null}, got {shown}")
-    return value if whole else float(value)
 
 
 def check_device(device: str, where: str) -> str:
@@ -387,14 +278,14 @@ def check_device(device: str, where: str) -> str:
 def analysis_params(raw: Any, where: str) -> AnalysisParams:
     """Validate an ``analysis`` mapping (defaults filled in); ``where`` prefixes errors."""
     raw = {} if raw is None else raw
-    _check_fields(raw, where, tuple(ANALYSIS_DEFAULTS), ())
+    check_fields(raw, where, tuple(ANALYSIS_DEFAULTS), ())
     values = {**ANALYSIS_DEFAULTS, **raw}
     # Each value is checked for type and range: a typo'd number must not silently change results.
     if values["sample_fps"] in (None, "all"):
         values["sample_fps"] = None
     for key, value in values.items():
         if value is not None or (key in NUMBER_RANGES and key != "sample_fps"):
-            values[key] = _check_number(key, value, where)
+            values[key] = check_number(key, value, where)
     for key in ("model", "device"):
         if not isinstance(values[key], str):
             raise CaseError(f"{where}.{key}: expected a string, got {values[key]!r}")
@@ -428,64 +319,9 @@ def _evidence_params(values: dict[str, Any], where: str, models: Any) -> None:
         raise CaseError(f"{where}.sensitivity: expected true or false")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader without aliases, anchors or duplicate keys.
-
-    Aliases make a small file expand into a huge document ("billion laughs"); a duplicate key
-    silently drops one of two values. A case file needs neither, so both are refused.
-    """
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise yaml.composer.ComposerError(
-                None, None, "anchors (&name) and aliases (*name) are not allowed in a case file; "
-                "write each value out", event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise yaml.constructor.ConstructorError(
-                    None, None, "merge keys (<<) are not allowed in a case file",
-                    key_node.start_mark,
-                )
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # an unhashable key: the base class says so
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}' (the second would silently replace the "
-                    "first); keep one", key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a case file with the strict loader; CaseError naming the file and the line."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_CASE_FILE_BYTES:
-            raise CaseError(f"{path}: {size} bytes is too large for a case file (at most "
-                            f"{MAX_CASE_FILE_BYTES}); name the right file")
-        with path.open(encoding="utf-8") as stream:  # errors then point at the file's line
-            return yaml.load(stream, Loader=_StrictLoader)
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-        raise CaseError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
-    except RecursionError:
-        raise CaseError(f"{path}: nested too deeply to be a case file") from None
-    except OSError as exc:
-        raise CaseError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from exc
-
-
 def load_case(path: str | os.PathLike[str]) -> Case:
     """Load and validate a case from its ``case.yaml`` (or the folder holding it)."""
-    _check_path_text(os.fspath(path), f"{os.fspath(path)[:200]}: case file")
+    check_path_text(os.fspath(path), f"{os.fspath(path)[:200]}: case file")
     case_file = Path(path).expanduser().resolve()
     if case_file.is_dir():
         case_file = case_file / CASE_FILE
@@ -493,12 +329,12 @@ def load_case(path: str | os.PathLike[str]) -> Case:
         raise CaseError(f"{case_file}: case file not found")
     raw = read_yaml(case_file)
     where = str(case_file)
-    _check_fields(raw, where, KNOWN_FIELDS, REQUIRED_FIELDS)
+    check_fields(raw, where, KNOWN_FIELDS, REQUIRED_FIELDS)
     base = case_file.parent
 
     case_id = check_id(raw["case_id"], where, "case_id")
 
-    claimant = _check_fields(
+    claimant = check_fields(
         raw["claimant"], f"{where}: claimant", CLAIMANT_FIELDS, CLAIMANT_FIELDS[:2]
     )
     reference_files = _reference_files(claimant["references"], base, f"{where}: claimant")
@@ -510,7 +346,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
     episodes: list[Episode] = []
     for i, item in enumerate(footage):
         ep_where = f"{where}: footage[{i}]"
-        item = _check_fields(item, ep_where, EPISODE_FIELDS, EPISODE_FIELDS[:2])
+        item = check_fields(item, ep_where, EPISODE_FIELDS, EPISODE_FIELDS[:2])
         ep_id = check_id(item["id"], ep_where, "id")
         if ep_id in {e.id for e in episodes}:
             raise CaseError(f"{ep_where}.id: episode id '{ep_id}' is used twice")
@@ -523,7 +359,7 @@ def load_case(path: str | os.PathLike[str]) -> Case:
     exclude: tuple[str, ...] = ()
     if raw.get("population") is not None:
         pop_where = f"{where}: population"
-        pop = _check_fields(raw["population"], pop_where, POPULATION_FIELDS, ("path",))
+        pop = check_fields(raw["population"], pop_where, POPULATION_FIELDS, ("path",))
         population_root = expand_path(pop["path"], base, where=f"{pop_where}.path")
         if not population_root.is_dir():
             raise CaseError(f"{pop_where}.path: {population_root} is not a folder")
@@ -554,7 +390,7 @@ def override_analysis(case: Case, overrides: dict[str, Any] | None) -> Case:
     where = f"{case.case_file}: overrides"
     unknown = sorted(set(overrides) - set(ANALYSIS_DEFAULTS))
     if unknown:
-        raise _unknown_field_error(where, unknown[0], tuple(ANALYSIS_DEFAULTS))
+        raise unknown_field_error(where, unknown[0], tuple(ANALYSIS_DEFAULTS))
     params = analysis_params({**case.analysis.as_dict(), **overrides}, where)
     return dataclasses.replace(case, analysis=params)
 

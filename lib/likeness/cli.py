@@ -16,9 +16,16 @@ import datetime as dt
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
-from likeness.errors import EXIT_CODES, CaseError, LikenessError, ResourceError
+from likeness.errors import (
+    EXIT_CODES,
+    CaseError,
+    LikenessError,
+    LikenessWarning,
+    ResourceError,
+)
 
 
 def _default_run_dir(case_path: str) -> Path:
@@ -106,7 +113,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if args.run_id:
             # A named run id may be built by two commands at once: one writer per folder.
-            from likeness.case import check_id, load_case
+            from likeness.case import load_case
+            from likeness.case_yaml import check_id
             from likeness.runfolder import writer_lock
 
             run_id = check_id(args.run_id, "--run-id", "run id")
@@ -444,8 +452,19 @@ def run_command(args: argparse.Namespace) -> int:
         return INTERNAL_ERROR_EXIT
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """likeness's own warnings as one line for the user; others as Python shows them."""
+    if issubclass(category, LikenessWarning):
+        return f"likeness: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning
     return run_command(args)
 
 

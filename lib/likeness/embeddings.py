@@ -11,8 +11,10 @@ that a second case with the same population reuses its embeddings.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,12 +24,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from likeness import faces, inference, models
+from likeness import cache, faces, inference, models
 from likeness.case import population_photos
-from likeness.files import atomic_path, prefetch, sha256_file
+from likeness.files import prefetch, sha256_file
 
-# Part of every cache key: bump it when detection, cropping or embedding changes.
-PHOTO_CACHE_VERSION = 2
+# Part of every cache key (photos and faces tables): bump it when detection, cropping,
+# embedding or the cache's format changes. 3: every entry carries its SHA-256 (likeness.cache);
+# the unsealed entries of version 2 are left unused, not discarded one by one with a warning.
+PHOTO_CACHE_VERSION = 3
 
 PHOTO_COLUMNS = [
     "path",
@@ -199,9 +203,36 @@ def _detector_key(min_face_size: int, runtimes: tuple[str, str] = ("torch", "tor
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+# The arrays a photo's cache entry holds (see _embed_group).
+CACHED_ARRAYS = ("shape", "probs", "boxes", "landmarks", "face_px", "sharpness", "embeddings")
+
+
+def _save_cached_faces(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Cache one photo's faces as an ``.npz`` sealed with its SHA-256 (likeness.cache)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    cache.write_entry(path, write)
+
+
+def _read_cached_faces(path: Path) -> dict[str, np.ndarray] | None:
+    """One photo's cached faces, or None when there is no usable entry: a damaged, edited or
+    unsealed entry, or one without the expected arrays, is discarded (with a warning) and the
+    photo is embedded again."""
+    data = cache.read_entry(path)
+    if data is None:
+        return None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        if sorted(arrays) != sorted(CACHED_ARRAYS):
+            raise ValueError(f"arrays {sorted(arrays)}, expected {sorted(CACHED_ARRAYS)}")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        cache.discard(path, f"not a photo's cached faces ({exc})")
+        return None
+    return arrays
 
 
 def _select_face(boxes: np.ndarray, shape: tuple[int, int], selection: str) -> int | None:
@@ -231,10 +262,8 @@ def _read_photos(
             rec.update(status="unreadable", warning=f"{path}: cannot be read ({exc.strerror})")
             yield rec, None
             continue
-        cached = _cache_file(model_name, rec["sha256"], key)
-        if cache and cached.exists():
-            with np.load(cached) as npz:
-                rec["_faces"] = {k: npz[k] for k in npz.files}
+        if cache and (found := _read_cached_faces(_cache_file(model_name, rec["sha256"], key))):
+            rec["_faces"] = found
             yield rec, None
             continue
         try:
@@ -320,7 +349,7 @@ def embed_photos(
             model = inference.load_embedder(model_name, str(torch_device), runtimes[1])
         for (rec, _), arrays in zip(group, _embed_group(group, detector, model), strict=True):
             if cache:
-                _save_npz_atomic(_cache_file(model_name, rec["sha256"], key), **arrays)
+                _save_cached_faces(_cache_file(model_name, rec["sha256"], key), arrays)
             rec["_faces"] = arrays
         bar.update(len(group))
 

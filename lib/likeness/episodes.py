@@ -394,9 +394,9 @@ def write_episode_results(case: Case, run_dir: Path | str) -> pd.DataFrame:
         faces_by_episode[episode.id] = faces
         probe = probes.get(episode.id)
         if probe is None:
-            from likeness import footage
+            from likeness import probing
 
-            probe = footage.probe_video(episode.path)
+            probe = probing.probe_video(episode.path)
         dt = sampling_interval(params.sample_fps, probe.get("frame_rate"))
         row, tracks, scored, embs = score_episode(
             faces, references, population, calibration, lineup, episode=episode.id, dt=dt,

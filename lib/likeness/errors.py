@@ -80,6 +80,11 @@ class ResourceError(LikenessError):
     exit_code = 7
 
 
+class LikenessWarning(UserWarning):
+    """Something the user must know that did not stop the work (the message names the file);
+    the command line shows it as one line, ``likeness: warning: ...``."""
+
+
 # Exit statuses of the ``likeness`` command, one per class of outcome.
 EXIT_CODES: dict[int, str] = {
     0: "success",

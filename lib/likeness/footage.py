@@ -1,7 +1,9 @@
-"""Footage: probe videos and decode them into upright RGB frames with exact times.
+"""Footage: open videos and decode them into upright RGB frames with exact times.
 
-Built on PyAV (FFmpeg). Decoding streams: :func:`iter_frames` yields small batches of RGB
-frames, so memory stays bounded whatever the length of the video.
+Built on PyAV (FFmpeg). Describing a video without decoding it (stream choice, metadata,
+timestamp resets, truncation) is :mod:`likeness.probing`, built on the opening, stream choice
+and first-frame decoding here. Decoding streams: :func:`iter_frames` yields small batches of
+RGB frames, so memory stays bounded whatever the length of the video.
 
 Conventions used throughout:
 
@@ -15,10 +17,11 @@ Conventions used throughout:
   streams). When the stream declares no start time, the first frame's timestamp is time 0.
 - Images are ``(H, W, 3)`` uint8 RGB, C-contiguous, turned upright according to the display
   matrix that phones write (``rotation`` below), so faces are upright.
-- ``rotation`` (in :func:`probe_video`) is the clockwise turn, 0/90/180/270 degrees, that
-  displays the stored picture upright: the convention of the old ``rotate`` tag and of
-  OpenCV's ``CAP_PROP_ORIENTATION_META`` (an iPhone portrait video reads 90). ``width`` and
-  ``height`` are those of the stored picture, before that turn.
+- ``rotation`` (in :func:`likeness.probing.probe_video`) is the clockwise turn, 0/90/180/270
+  degrees, that displays the stored picture upright: the convention of the old ``rotate`` tag
+  and of OpenCV's ``CAP_PROP_ORIENTATION_META`` (an iPhone portrait video reads 90).
+  ``width`` and ``height`` are those of the stored picture, before that turn
+  (:mod:`likeness.orientation`).
 
 Damaged input never loses work already done: :func:`iter_frames` yields every frame that
 decodes and only then raises :class:`~likeness.errors.FootageError` saying where the
@@ -39,20 +42,13 @@ from pathlib import Path
 import av
 import av.error
 import numpy as np
-from av.sidedata.sidedata import Type as SideDataType
 from av.video.reformatter import VideoReformatter
 
+from likeness import orientation
 from likeness.errors import FootageError
 
-__all__ = ["FootageError", "FrameBatch", "iter_frames", "probe_video", "read_frames"]
+__all__ = ["FootageError", "FrameBatch", "iter_frames", "read_frames"]
 
-# Two timestamps this close (in time-base ticks, or 1 % of the typical interval) count as the
-# same frame interval: MP4 muxers round 29.97 fps to 33/34 ms steps in a 1/1000 time base.
-_VFR_TOLERANCE_TICKS = 1
-_VFR_TOLERANCE_RELATIVE = 0.01
-# How many packets probe_video feeds the decoder before it gives up on a first frame
-# (frame-threaded decoders hold back a few frames; a damaged head may cost a few more).
-_PROBE_MAX_PACKETS = 300
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ class FrameBatch:
 
 
 @dataclass
-class _DecodeReport:
+class DecodeReport:
     """What went wrong while decoding; filled in as decoding goes."""
 
     header_frames: int = 0
@@ -84,11 +80,26 @@ class _DecodeReport:
     timestamp_resets: int = 0
 
 
+# Errors of PyAV/FFmpeg on inputs they do not expect; a file that raises one of these cannot be
+# read as footage, and is refused as such (the episode fails alone), never a crash.
+DECODER_FAILURES = (
+    av.error.FFmpegError, ValueError, TypeError, OverflowError, ZeroDivisionError, IndexError,
+    KeyError, AttributeError, EOFError, RuntimeError,
+)
+
+
+def unreadable_error(path: Path, exc: BaseException) -> FootageError:
+    return FootageError(
+        f"{path}: cannot be read as footage ({type(exc).__name__}: {exc}); check that it is "
+        "an intact video file"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Opening files
 
 
-def _checked_path(path: str | os.PathLike) -> Path:
+def checked_path(path: str | os.PathLike) -> Path:
     """Return ``path`` as a Path after checking it is a readable, non-empty regular file."""
     p = Path(path)
     try:
@@ -144,7 +155,7 @@ def _describe_unopenable(path: Path, exc: Exception) -> str:
     )
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def open_container(path: Path) -> av.container.InputContainer:
     try:
         # metadata_errors='replace': a title in a legacy encoding must not stop the analysis.
         return av.open(str(path), mode="r", metadata_errors="replace")
@@ -172,12 +183,12 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
 
     Attached cover pictures are not footage. With several video streams: the one the file
     marks as default when exactly one is so marked, otherwise the one with most frames (then
-    the largest picture, then the first). :func:`stream_choice` says which and why.
+    the largest picture, then the first). :func:`choose_stream` says which and why.
     """
-    return _choose_stream(container, path)[0]
+    return choose_stream(container, path)[0]
 
 
-def _choose_stream(
+def choose_stream(
     container: av.container.InputContainer, path: Path
 ) -> tuple[av.video.VideoStream, str]:
     _refuse_still_image(container, path)
@@ -209,82 +220,11 @@ def _choose_stream(
 
 
 # --------------------------------------------------------------------------------------------
-# Orientation
-
-
-def _display_transform(frame: av.VideoFrame) -> tuple[bool, int, int] | None:
-    """Read the frame's display matrix as (swap axes, sign of new x, sign of new y).
-
-    FFmpeg's display matrix maps a stored pixel (x, y) to its displayed position
-    ``x' = a*x + c*y``, ``y' = b*x + d*y`` (plus a translation), with ``a, b, c, d`` the
-    entries 0, 1, 3, 4 in 16.16 fixed point. For turns by quarter turns and mirrors this is a
-    signed permutation; other angles are snapped to the nearest quarter turn. None: no matrix.
-    The result is what the ffmpeg command line's autorotation does for quarter turns (its
-    transpose/hflip/vflip choice reads the same entries); OpenCV agrees for plain turns.
-    """
-    try:
-        side_data = frame.side_data.get(SideDataType.DISPLAYMATRIX)
-    except ValueError:
-        # PyAV cannot name some kinds of side data (the EXIF that JPEG frames of Motion-JPEG
-        # carry: '31 is not a valid Type'); the turn it reads from the matrix itself still
-        # holds, only a mirroring would be lost.
-        return _TURNS.get(round(-frame.rotation / 90) * 90 % 360)
-    if side_data is None:
-        return None
-    m = np.frombuffer(bytes(side_data), dtype=np.int32)
-    a, b, c, d = (int(v) for v in (m[0], m[1], m[3], m[4]))
-    if abs(a) + abs(d) >= abs(b) + abs(c):
-        transform = (False, 1 if a >= 0 else -1, 1 if d >= 0 else -1)
-    else:
-        transform = (True, 1 if c >= 0 else -1, 1 if b >= 0 else -1)
-    return None if transform == (False, 1, 1) else transform
-
-
-# The transform that displays a picture turned clockwise by 0/90/180/270 degrees (the
-# inverse of _rotation_of for unmirrored pictures).
-_TURNS: dict[int, tuple[bool, int, int] | None] = {
-    0: None, 90: (True, -1, 1), 180: (False, -1, -1), 270: (True, 1, -1)
-}
-
-
-def _upright(image: np.ndarray, transform: tuple[bool, int, int] | None) -> np.ndarray:
-    """Apply a display transform from :func:`_display_transform` to an (H, W, 3) image."""
-    if transform is None:
-        return image
-    swap, sign_x, sign_y = transform
-    if swap:
-        image = image.transpose(1, 0, 2)
-    if sign_x < 0:
-        image = image[:, ::-1]
-    if sign_y < 0:
-        image = image[::-1]
-    return image
-
-
-def _rotation_of(transform: tuple[bool, int, int] | None) -> tuple[int, bool]:
-    """(clockwise degrees to display upright, whether the picture is also mirrored).
-
-    A mirrored display is read as: mirror left-right first, then turn clockwise.
-    """
-    if transform is None:
-        return 0, False
-    # Where the stored picture's x axis (1, 0) and y axis (0, 1) point on the display.
-    swap, sign_x, sign_y = transform
-    x_axis = (0, sign_y) if swap else (sign_x, 0)
-    y_axis = (sign_x, 0) if swap else (0, sign_y)
-    mirrored = x_axis[0] * y_axis[1] - x_axis[1] * y_axis[0] < 0
-    # A left-right mirror leaves the y axis alone, so the turn is where the y axis went.
-    # Screen coordinates have y downwards, so atan2(y, x) grows clockwise.
-    degrees = round(math.degrees(math.atan2(y_axis[1], y_axis[0]))) - 90
-    return degrees % 360, mirrored
-
-
-# --------------------------------------------------------------------------------------------
 # Decoding
 
 
-def _decoded_frames(
-    path: Path, report: _DecodeReport, *, max_packets: int | None = None
+def decoded_frames(
+    path: Path, report: DecodeReport, *, max_packets: int | None = None
 ) -> Iterator[tuple[int, Fraction, av.VideoFrame]]:
     """Yield ``(frame_index, time in seconds as a Fraction, frame)`` for every decoded frame.
 
@@ -292,7 +232,7 @@ def _decoded_frames(
     demuxing error ends the stream. The caller decides what to raise once the frames are out.
     ``max_packets`` stops reading after that many packets (the decoder is still flushed).
     """
-    with _open(path) as container:
+    with open_container(path) as container:
         stream = _video_stream(container, path)
         report.header_frames = stream.frames
         entries = stream.index_entries
@@ -357,8 +297,8 @@ def _decoded_frames(
                 frame_index += 1
 
 
-def _footage_problem(
-    path: Path, report: _DecodeReport, n_frames: int, last_time: Fraction | None
+def footage_problem(
+    path: Path, report: DecodeReport, n_frames: int, last_time: Fraction | None
 ) -> str | None:
     """The message for a truncated or damaged video, or None when decoding went cleanly."""
     expected, index_end = report.header_frames, report.index_end
@@ -401,7 +341,7 @@ def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     # new one per frame). threads=1: the decoder's threads already occupy the cores.
     # Colour matrix and range come from the frame's own tags (BT.601/709, limited/full).
     rgb = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
-    return np.ascontiguousarray(_upright(rgb, _display_transform(frame)))
+    return np.ascontiguousarray(orientation.upright(rgb, orientation.display_transform(frame)))
 
 
 def _check_sample_fps(sample_fps: float | None) -> Fraction | None:
@@ -447,12 +387,12 @@ def iter_frames(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     fps = _check_sample_fps(sample_fps)
-    p = _checked_path(path)
+    p = checked_path(path)
     return _iter_frames(p, fps, batch_size)
 
 
 def _iter_frames(path: Path, fps: Fraction | None, batch_size: int) -> Iterator[FrameBatch]:
-    report = _DecodeReport()
+    report = DecodeReport()
     reformatter = VideoReformatter()
     indices: list[int] = []
     times: list[float] = []
@@ -460,7 +400,7 @@ def _iter_frames(path: Path, fps: Fraction | None, batch_size: int) -> Iterator[
     next_tick = 0  # k of the next tick k / fps still to be served
     n_frames = 0
     last_time: Fraction | None = None
-    frames = _decoded_frames(path, report)
+    frames = decoded_frames(path, report)
     try:
         for frame_index, time, frame in frames:
             n_frames, last_time = frame_index + 1, time
@@ -476,16 +416,16 @@ def _iter_frames(path: Path, fps: Fraction | None, batch_size: int) -> Iterator[
             if len(images) == batch_size:
                 yield _batch(indices, times, images)
                 indices, times, images = [], [], []
-    except _DECODER_FAILURES as exc:
+    except DECODER_FAILURES as exc:
         # The frames already delivered stay delivered; the episode ends as if damaged.
         if images:
             yield _batch(indices, times, images)
-        raise _unreadable(path, exc) from exc
+        raise unreadable_error(path, exc) from exc
     finally:
         frames.close()  # also when the caller stops early: the file is closed at once
     if images:
         yield _batch(indices, times, images)
-    problem = _footage_problem(path, report, n_frames, last_time)
+    problem = footage_problem(path, report, n_frames, last_time)
     if problem:
         raise FootageError(problem)
 
@@ -514,16 +454,16 @@ def read_frames(path: str | os.PathLike, frame_indices: Iterable[int]) -> dict[i
         if isinstance(i, bool) or not isinstance(i, int | np.integer) or i < 0:
             raise ValueError(f"frame indices must be non-negative integers, got {i!r}")
         wanted.add(int(i))
-    p = _checked_path(path)
+    p = checked_path(path)
     if not wanted:
         return {}
-    report = _DecodeReport()
+    report = DecodeReport()
     reformatter = VideoReformatter()
     found: dict[int, np.ndarray] = {}
     n_frames = 0
     last_time: Fraction | None = None
     last_wanted = max(wanted)
-    frames = _decoded_frames(p, report)
+    frames = decoded_frames(p, report)
     try:
         for frame_index, time, frame in frames:
             n_frames, last_time = frame_index + 1, time
@@ -531,179 +471,16 @@ def read_frames(path: str | os.PathLike, frame_indices: Iterable[int]) -> dict[i
                 found[frame_index] = _to_rgb(frame, reformatter)
             if frame_index == last_wanted:
                 break
-    except _DECODER_FAILURES as exc:
-        raise _unreadable(p, exc) from exc
+    except DECODER_FAILURES as exc:
+        raise unreadable_error(p, exc) from exc
     finally:
         frames.close()
     missing = sorted(wanted - found.keys())
     if missing:
-        problem = _footage_problem(p, report, n_frames, last_time)
+        problem = footage_problem(p, report, n_frames, last_time)
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         raise FootageError(
             f"{p}: frames {shown} do not exist: the video has {n_frames} decodable frames "
             f"(indices 0..{n_frames - 1})" + (f"; {problem}" if problem else "")
         )
     return {i: found[i] for i in sorted(found)}
-
-
-# --------------------------------------------------------------------------------------------
-# Probing
-
-
-# Errors of PyAV/FFmpeg on inputs they do not expect; a file that raises one of these cannot be
-# read as footage, and is refused as such (the episode fails alone), never a crash.
-_DECODER_FAILURES = (
-    av.error.FFmpegError, ValueError, TypeError, OverflowError, ZeroDivisionError, IndexError,
-    KeyError, AttributeError, EOFError, RuntimeError,
-)
-
-
-def _unreadable(path: Path, exc: BaseException) -> FootageError:
-    return FootageError(
-        f"{path}: cannot be read as footage ({type(exc).__name__}: {exc}); check that it is "
-        "an intact video file"
-    )
-
-
-def probe_video(path: str | os.PathLike) -> dict:
-    """Describe a video (see :func:`_probe_video`); any failure of the decoder on this file is
-    a FootageError naming it."""
-    p = _checked_path(path)
-    try:
-        return _probe_video(p)
-    except _DECODER_FAILURES as exc:
-        raise _unreadable(p, exc) from exc
-
-
-def _probe_video(p: Path) -> dict:
-    """Describe a video from its headers, its packet timestamps and its first frame.
-
-    Cheap: no frame is decoded except the first (for the display matrix); packets are only
-    demuxed when the container has no complete index (MP4/MOV have one).
-
-    Returns:
-        dict with ``path`` (str), ``container`` (FFmpeg demuxer name), ``codec``, ``width``
-        and ``height`` (stored picture, before rotation), ``rotation`` (clockwise degrees to
-        display upright: 0/90/180/270), ``mirrored`` (the display matrix also mirrors),
-        ``frame_rate`` (average, frames/s), ``duration_s`` (of the video stream),
-        ``frame_count`` (from the header, or counted from the packets when the header lacks
-        it), ``variable_frame_rate`` (frame intervals differ by more than a time-base tick
-        and 1 %), ``has_audio``, ``truncated`` (True when the index places frame data beyond
-        the end of the file, False when an index shows it complete, None when unknown).
-
-    Raises:
-        FootageError: missing/unreadable/empty path, not a media file, no video stream, or no
-            frame decodes.
-    """
-    resets = 0
-    with _open(p) as container:
-        stream, choice = _choose_stream(container, p)
-        time_base = stream.time_base or Fraction(1, 1)
-        header_frames = stream.frames
-        entries = [e for e in stream.index_entries if not e.is_discard]
-        if header_frames and len(entries) == header_frames:
-            # MP4/MOV: the sample table lists every frame; no need to read the file.
-            timestamps = [e.timestamp for e in entries]
-            index_end = max(e.pos + e.size for e in entries)
-            truncated = index_end > p.stat().st_size
-        else:
-            timestamps, resets = _packet_timestamps(container, stream)
-            truncated = None
-        frame_count = header_frames or len(timestamps)
-        known = sorted({t for t in timestamps if t is not None})
-        deltas = np.diff(np.asarray(known, dtype=np.int64))
-        if deltas.size:
-            tolerance = max(_VFR_TOLERANCE_TICKS, _VFR_TOLERANCE_RELATIVE * np.median(deltas))
-            variable = bool(deltas.max() - deltas.min() > tolerance)
-        else:
-            variable = False
-        if stream.duration and not resets:
-            duration = float(stream.duration * time_base)
-        elif len(known) > 1:
-            step = Fraction(int(np.median(deltas))) if deltas.size else 0
-            duration = float((known[-1] - known[0] + step) * time_base)
-        elif container.duration:
-            duration = container.duration / av.time_base
-        else:
-            duration = 0.0
-        if stream.average_rate:
-            frame_rate = float(stream.average_rate)
-        else:
-            frame_rate = frame_count / duration if duration else 0.0
-        info = {
-            "path": str(p),
-            "container": container.format.name,
-            "codec": stream.codec_context.name,
-            "width": stream.codec_context.width,
-            "height": stream.codec_context.height,
-            "frame_rate": frame_rate,
-            "duration_s": duration,
-            "frame_count": int(frame_count),
-            "variable_frame_rate": variable,
-            "has_audio": bool(container.streams.audio),
-            "truncated": truncated,
-            "video_stream": stream.index,
-            "stream_choice": choice,
-            "timestamp_resets": resets,
-        }
-    report = _DecodeReport()
-    frames = _decoded_frames(p, report, max_packets=_PROBE_MAX_PACKETS)
-    try:
-        first = next(frames, None)
-        if first is None:
-            problem = _footage_problem(p, report, 0, None)
-            if report.packets >= _PROBE_MAX_PACKETS:
-                problem += f" (tried the first {report.packets} packets)"
-            raise FootageError(problem)
-        rotation, mirrored = _rotation_of(_display_transform(first[2]))
-    finally:
-        frames.close()
-    info["rotation"] = rotation
-    info["mirrored"] = mirrored
-    order = ("path", "container", "codec", "width", "height", "rotation", "mirrored",
-             "frame_rate", "duration_s", "frame_count", "variable_frame_rate", "has_audio",
-             "truncated", "video_stream", "stream_choice", "timestamp_resets")
-    return {k: info[k] for k in order}
-
-
-def probe_notes(probe: dict) -> list[str]:
-    """What a user must be told about a probed video (several streams, timestamp resets)."""
-    notes = []
-    if probe.get("stream_choice", "the only video stream") != "the only video stream":
-        notes.append(f"{probe['path']}: has several video streams; analysed "
-                     f"{probe['stream_choice']}")
-    if probe.get("timestamp_resets"):
-        notes.append(
-            f"{probe['path']}: its timestamps restart {probe['timestamp_resets']} time(s) "
-            "(e.g. joined recordings); every frame is kept and times are made continuous "
-            "after each restart, so times after it are counted from the start of the file"
-        )
-    return notes
-
-
-def _packet_timestamps(
-    container: av.container.InputContainer, stream: av.video.VideoStream
-) -> tuple[list[int | None], int]:
-    """Packet timestamps of a file without an index, made increasing across resets.
-
-    Decoding timestamps only grow in an intact stream; a drop means the timestamps restarted,
-    and later packets are shifted to follow on (as :func:`_decoded_frames` does with frames).
-    """
-    timestamps: list[int | None] = []
-    resets, shift, last_dts, step = 0, 0, None, 0
-    try:
-        for packet in container.demux(stream):
-            if not packet.size:
-                continue
-            if packet.dts is not None:
-                if last_dts is not None and packet.dts + shift < last_dts:
-                    resets += 1
-                    shift = last_dts + step - packet.dts
-                elif last_dts is not None:
-                    step = packet.dts + shift - last_dts or step
-                last_dts = packet.dts + shift
-            ts = packet.pts if packet.pts is not None else packet.dts
-            timestamps.append(None if ts is None else ts + shift)
-    except av.error.FFmpegError:
-        pass  # a damaged tail: count what is there; iter_frames reports the damage
-    return timestamps, resets

@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from likeness import models
+from likeness import cache, models
 from likeness.errors import LikenessError
-from likeness.files import atomic_path
 
 RUNTIMES = ("torch", "openvino", "onnxruntime")
 DEFAULT_CPU_RUNTIME = "openvino"
@@ -79,22 +78,26 @@ def _onnx_file(name: str, module: torch.nn.Module) -> Path:
 def export_onnx(
     name: str, module: torch.nn.Module, example: torch.Tensor, dynamic: dict[int, str]
 ) -> Path:
-    """The module exported to ONNX in the user cache (made once, atomically)."""
+    """The module exported to ONNX in the user cache (made once, atomically, with its SHA-256;
+    an exported file that no longer matches it is discarded and exported again)."""
     path = _onnx_file(name, module)
-    if path.exists():
+    if cache.verify_entry(path):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(),
-            (example,),
-            str(tmp),
-            dynamo=False,
-            input_names=["x"],
-            dynamic_axes={"x": dynamic},
-            opset_version=ONNX_OPSET,
-        )
+
+    def export(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(),
+                (example,),
+                str(tmp),
+                dynamo=False,
+                input_names=["x"],
+                dynamic_axes={"x": dynamic},
+                opset_version=ONNX_OPSET,
+            )
+
+    cache.write_entry(path, export)
     return path
 
 

@@ -1,7 +1,7 @@
 """Intake and chain of custody: hash every evidence file once, check the hashes before each step.
 
 ``intake.json`` in the run folder records, for the case file, each episode and each reference
-photo: its path, size and SHA-256, and for videos what :func:`likeness.footage.probe_video`
+photo: its path, size and SHA-256, and for videos what :func:`likeness.probing.probe_video`
 reads (container, codec, size, rotation, frame rate, duration, frame count). Later steps call
 :func:`check_evidence`, which refuses to go on when any evidence file changed. Evidence files
 are only ever opened for reading.
@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from likeness import footage, runfolder
+from likeness import probing, runfolder
 from likeness.case import Case
 from likeness.errors import EvidenceChangedError, EvidenceError, FootageError, record_warning
 from likeness.files import sha256_file, write_json_atomic
@@ -58,8 +58,8 @@ def intake_case(case: Case, run_dir: Path) -> dict[str, Any]:
         }
         if role == "footage":
             try:
-                entry["probe"] = footage.probe_video(path)
-                for note in footage.probe_notes(entry["probe"]):
+                entry["probe"] = probing.probe_video(path)
+                for note in probing.probe_notes(entry["probe"]):
                     record_warning(run_dir, f"footage {item_id}", note)
             except FootageError as exc:
                 # The episode's own step fails with this message; intake still records the hash.

@@ -200,6 +200,11 @@ def _record_before_rename(tmp: Path, path: Path) -> None:
 files.rename_hooks.append(_record_before_rename)
 
 
+def held_folders() -> list[Path]:
+    """The run folders whose lock this process holds, outermost first."""
+    return list(_held)
+
+
 @contextlib.contextmanager
 def writer_lock(run_dir: str | os.PathLike[str], step: str) -> Iterator[bool]:
     """Hold the run folder's lock; yields True for the outermost holder in this process.

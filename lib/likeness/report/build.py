@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from likeness import case as case_module
 from likeness import processing_log
 from likeness.case import Case, load_case, override_analysis
+from likeness.case_yaml import CASE_ID_PATTERN
 from likeness.errors import LikenessError, ReportError, RunFolderIntegrityError
 from likeness.files import sha256_file, write_json_atomic
 from likeness.report.layout import (
@@ -131,7 +131,7 @@ def build_report(
     source_dir = Path(notebooks_dir).resolve() if notebooks_dir else notebooks_root()
     out_root = Path(out_root).expanduser().resolve()
     run_id = run_id or default_run_id(case)
-    if not case_module.CASE_ID_PATTERN.match(run_id):
+    if not CASE_ID_PATTERN.match(run_id):
         raise ReportError(f"run id '{run_id}' may hold only letters, digits, - and _")
     report_dir = out_root / case.case_id / run_id
     report_dir.mkdir(parents=True, exist_ok=True)

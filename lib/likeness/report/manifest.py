@@ -19,8 +19,9 @@ import pandas as pd
 
 from likeness import analysis
 from likeness import case as case_module
-from likeness.analysis import package_versions, population_exclude
+from likeness.analysis import package_versions
 from likeness.case import Case, project_root
+from likeness.case_photos import population_exclude
 from likeness.errors import ReportError
 from likeness.files import sha256_file, write_json_atomic
 from likeness.report.layout import (

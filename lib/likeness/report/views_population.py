@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from likeness.analysis import population_exclude
 from likeness.case import Case
+from likeness.case_photos import population_exclude
 from likeness.population import describe_population, matching_identities
 from likeness.provenance import NOT_RECORDED
 
