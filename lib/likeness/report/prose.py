@@ -137,11 +137,13 @@ def detection_scale_markdown(case: Case, evidence_file: Path = FACE_SIZE_EVIDENC
     m = sizes[nearest]
     at = f"At {n} px" if nearest == n else f"At {nearest} px (the measured size nearest {n} px)"
     return text + (
-        f" {at}, a genuine face gives a median log10 LR of {m['genuine_median_log10_lr']:+.2f} "
-        f"(10th percentile {m['genuine_p10_log10_lr']:+.2f}; the detector found "
-        f"{m['detection_rate']:.0%} of such faces; different people gave an LR above 1 in "
-        f"{m['misleading_different_source']:.1%} of comparisons) on LFW, calibrated at that "
-        "size (benchmarks/face_size.py)."
+        f" {at}, a genuine face gives on LFW a median log10 LR of "
+        f"{m['full_calibration_genuine_median_log10_lr']:+.2f} (10th percentile "
+        f"{m['full_calibration_genuine_p10_log10_lr']:+.2f}) with the calibrator fitted on "
+        f"full-size photos, as this analysis fits it, and {m['genuine_median_log10_lr']:+.2f} "
+        f"(10th percentile {m['genuine_p10_log10_lr']:+.2f}) with one fitted on faces of that "
+        f"size; the detector found {m['detection_rate']:.0%} of them "
+        "(benchmarks/face_size.py)."
     )
 
 
