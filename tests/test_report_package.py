@@ -53,7 +53,9 @@ def test_the_report_says_which_faces_the_analysis_cannot_see(tmp_path):
             "on full-size photos") in text
     assert (f"and {at30['genuine_median_log10_lr']:+.2f} (10th percentile "
             f"{at30['genuine_p10_log10_lr']:+.2f}) with one fitted on faces of that size") in text
-    assert "benchmarks/face_size.py" in text
+    assert f"(benchmarks/face_size.py, model {measured['model']})." in text
+    other = override_analysis(case, {"model": "dlib-resnet-v1"})
+    assert "not this analysis's model dlib-resnet-v1" in report.detection_scale_markdown(other)
     between = report.detection_scale_markdown(override_analysis(case, {"min_face_size": 37}))
     assert between.startswith("Faces smaller than 37 px")
     assert "At 40 px (the measured size nearest 37 px)" in between

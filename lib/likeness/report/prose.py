@@ -143,7 +143,9 @@ def detection_scale_markdown(case: Case, evidence_file: Path = FACE_SIZE_EVIDENC
         f"full-size photos, as this analysis fits it, and {m['genuine_median_log10_lr']:+.2f} "
         f"(10th percentile {m['genuine_p10_log10_lr']:+.2f}) with one fitted on faces of that "
         f"size; the detector found {m['detection_rate']:.0%} of them "
-        "(benchmarks/face_size.py)."
+        f"(benchmarks/face_size.py, model {measured['model']}"
+        + ("" if measured["model"] == case.analysis.model
+           else f", not this analysis's model {case.analysis.model}") + ")."
     )
 
 
