@@ -151,6 +151,30 @@ def test_calibration_scores_follow_the_declared_design(lfw):
     assert len(refs) == n_refs.sum()
 
 
+def test_a_probe_column_replaces_only_the_questioned_side(lfw):
+    """benchmarks/face_size.py's design: the questioned photos seen another way (here: their
+    embedding negated, and some not found), the reference sets unchanged."""
+    usable = lfw[lfw["status"] == "ok"].reset_index(drop=True)
+    plain = cal.calibration_scores(usable, 3, TOP_K, SEED)
+    refs = set(usable["path"].astype(str)) - set(plain["path"])
+    probe = [None if i % 5 == 0 else -np.asarray(e) for i, e in enumerate(usable["embedding"])]
+    seen = usable.assign(probe=probe)
+    scores = cal.calibration_scores(seen, 3, TOP_K, SEED, probe="probe")
+    lost = {p for p, e in zip(usable["path"].astype(str), probe, strict=True) if e is None}
+    # Photos not found drop out; references are never questioned and stay the references.
+    assert set(scores["path"]) == set(plain["path"]) - lost
+    assert set(usable["path"].astype(str)) - set(scores["path"]) == refs | lost
+    # A negated embedding negates every similarity; with top_k = n_refs = 3 the set score is
+    # the mean of all three, so each same-source raw score is exactly negated.
+    same = scores[scores["same_source"]].set_index("path")["raw_score"]
+    before = plain[plain["same_source"]].set_index("path")["raw_score"].reindex(same.index)
+    assert len(same) > 1000
+    np.testing.assert_allclose(same.to_numpy(), -before.to_numpy(), atol=1e-6)
+    unchanged = cal.calibration_scores(usable.assign(probe=usable["embedding"]), 3, TOP_K,
+                                       SEED, probe="probe")
+    pd.testing.assert_frame_equal(unchanged, plain)
+
+
 def test_small_population_gives_warnings_not_errors(lfw):
     few = lfw[lfw["identity"].isin(sorted(lfw["identity"].unique())[:10])]
     result = ev.calibrate_population(few, 1, TOP_K, SEED, method="logistic")

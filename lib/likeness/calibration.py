@@ -113,6 +113,7 @@ def calibration_scores(
     *,
     different_per_photo: int | None = DIFFERENT_PER_PHOTO,
     cohort: coh.Cohort | None = None,
+    probe: str = "embedding",
 ) -> pd.DataFrame:
     """Same-source and different-source scores of a population under the case's scoring rule.
 
@@ -128,6 +129,11 @@ def calibration_scores(
     photo), ``reference_identity`` and ``path`` (of the questioned photo), sorted by path then
     reference identity. ``different_per_photo=None`` scores each photo against every other
     identity.
+
+    ``probe``: the column that gives the questioned side's embeddings; reference sets always
+    use ``embedding``. Another column holds the same photo seen differently (its face shrunk,
+    ``benchmarks/face_size.py``); a questioned photo with no entry there (its face was not
+    found) is left out, so the reference sets stay those of the full photos.
     """
     if n_refs < 1:
         raise ValueError("calibration_scores: n_refs must be at least 1")
@@ -141,11 +147,13 @@ def calibration_scores(
             is_reference[chosen[:n_refs]] = True
     references = photos.loc[is_reference]
     questioned = photos.loc[~is_reference].reset_index(drop=True)
+    if probe != "embedding":
+        questioned = questioned[questioned[probe].notna()].reset_index(drop=True)
     if references.empty or questioned.empty:
         return pd.DataFrame({c: [] for c in SCORE_COLUMNS}).astype(
             {"score": float, "raw_score": float, "same_source": bool}
         )
-    questioned_emb = sc.embedding_matrix(questioned["embedding"])
+    questioned_emb = sc.embedding_matrix(questioned[probe])
     matrix, ref_ids = sc.identity_score_matrix(questioned_emb, references, top_k)
     ref_ids_arr = np.asarray(ref_ids, dtype=object)
     rows_q: list[np.ndarray] = []

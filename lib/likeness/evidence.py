@@ -46,6 +46,7 @@ def calibrate_population(
     different_per_photo: int | None = cal.DIFFERENT_PER_PHOTO,
     for_claimant: bool = True,
     bootstrap_samples: int = 0,
+    probe: str = "embedding",
 ) -> Calibration:
     """Split, normalise, score, fit every calibrator, choose one by validation.
 
@@ -61,6 +62,9 @@ def calibrate_population(
     few); False when it is a protocol's choice, as in :func:`likeness.validation.validate_lfw`.
     ``bootstrap_samples``: refits on identity resamples
     (:func:`likeness.calibration.bootstrap_calibrators`).
+    ``probe``: the column of the questioned photos' embeddings
+    (:func:`likeness.calibration.calibration_scores`); the references and the cohort keep
+    ``embedding``.
     """
     usable = sc.usable_photos(population)
     cal_ids, val_ids = cal.split_identities(usable["identity"].tolist(), seed)
@@ -77,7 +81,7 @@ def calibrate_population(
         cohorts[half] = cohort
         df = cal.calibration_scores(
             usable[usable["identity"].isin(names)], n_refs_cal, top_k, seed,
-            different_per_photo=different_per_photo, cohort=cohort,
+            different_per_photo=different_per_photo, cohort=cohort, probe=probe,
         )
         df.insert(0, "half", half)
         parts.append(df)

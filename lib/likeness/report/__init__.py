@@ -87,6 +87,7 @@ from likeness.report.manifest import (
     verify_run,
 )
 from likeness.report.prose import (
+    detection_scale_markdown,
     findings_markdown,
     lr_words,
     models_markdown,
@@ -224,6 +225,7 @@ __all__ = [
     "copy_results",
     "declaration_markdown",
     "default_run_id",
+    "detection_scale_markdown",
     "environment_record",
     "environment_table",
     "episodes_results",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -116,6 +117,36 @@ def findings_markdown(case: Case, run_dir: str | os.PathLike[str]) -> str:
         "the screen time only; it decides nothing about the strength of the evidence.",
     ]
     return "\n".join(lines)
+
+
+# What benchmarks/face_size.py measured: the evidence genuine LFW faces carry when shrunk to a
+# given size (written by that benchmark; the report quotes it for the case's min_face_size).
+FACE_SIZE_EVIDENCE = Path(__file__).resolve().parents[1] / "face_size_evidence.json"
+
+
+def detection_scale_markdown(case: Case, evidence_file: Path = FACE_SIZE_EVIDENCE) -> str:
+    """What the analysis cannot see: faces below the case's ``min_face_size``, and what a
+    genuine face at that size carries on LFW (the measured size nearest to it)."""
+    n = case.analysis.min_face_size
+    text = (f"Faces smaller than {n} px (the side of the detector's box, the parameter "
+            "min_face_size) are not detected and so not analysed: the findings say nothing "
+            "about them.")
+    measured = json.loads(Path(evidence_file).read_text("utf-8"))
+    sizes = {int(k): v for k, v in measured["sizes"].items()}
+    nearest = min(sizes, key=lambda s: (abs(s - n), s))
+    m = sizes[nearest]
+    at = f"At {n} px" if nearest == n else f"At {nearest} px (the measured size nearest {n} px)"
+    return text + (
+        f" {at}, a genuine face gives on LFW a median log10 LR of "
+        f"{m['full_calibration_genuine_median_log10_lr']:+.2f} (10th percentile "
+        f"{m['full_calibration_genuine_p10_log10_lr']:+.2f}) with the calibrator fitted on "
+        f"full-size photos, as this analysis fits it, and {m['genuine_median_log10_lr']:+.2f} "
+        f"(10th percentile {m['genuine_p10_log10_lr']:+.2f}) with one fitted on faces of that "
+        f"size; the detector found {m['detection_rate']:.0%} of them "
+        f"(benchmarks/face_size.py, model {measured['model']}"
+        + ("" if measured["model"] == case.analysis.model
+           else f", not this analysis's model {case.analysis.model}") + ")."
+    )
 
 
 def question_markdown(case: Case) -> str:
