@@ -18,8 +18,8 @@ Every probe photo is one single-face track (quality 1), screened exactly as a vi
 For each log10 LR threshold t of a grid (with lineup rank 1 required), it reports the per-probe
 false-flag rate (a probe not on the watchlist flagged for anyone), the hit rate (a watchlisted
 probe flagged for its own identity) and the wrong-person rate (a watchlisted probe flagged for
-someone else), pooled over the seeds, and t_W: the smallest t whose false-flag rate, the
-wrong-person rate reported beside it, is at most ``--alpha``.
+someone else), pooled over the seeds, and t_W: the smallest t of the grid (step 0.05) whose
+false-flag rate is at most ``--alpha`` (the wrong-person rate is reported beside it).
 
 Photos are embedded as population photos (the centre face); a screening embeds watchlist
 photos by their dominant face, which for LFW's centred photos is the same face.
