@@ -205,11 +205,28 @@ def flags(log10_lr: pd.Series, lineup_rank: pd.Series, params: ScreenParams) -> 
     return (llr >= params.flag_log10_lr) & (np.asarray(lineup_rank) <= params.flag_max_rank)
 
 
+def _restore_isotonic(watch: Watch) -> None:
+    """Rebuild the interpolation of isotonic calibrators that came through pickling.
+
+    lir's IsotonicRegression keeps its fitted points in ``_necessary_X_``/``_necessary_y_``,
+    but sklearn's unpickling rebuilds the interpolation ``f_`` only from ``X_thresholds_``,
+    which lir does not set: a Watch sent to a Ray actor would lose it (AttributeError 'f_').
+    ``_build_f`` on lir's stored points is exactly what lir's ``fit`` ends with.
+    """
+    for model in watch.calibrators.values():
+        fitted = getattr(model, "calibrator", None)
+        regression = getattr(getattr(fitted, "calibrator", None), "_ir", None)
+        if (regression is not None and not hasattr(regression, "f_")
+                and hasattr(regression, "_necessary_X_")):
+            regression._build_f(regression._necessary_X_, regression._necessary_y_)
+
+
 class VideoScreener:
     """Screens videos against a watch; loads MTCNN and the embedder once."""
 
     def __init__(self, watch: Watch, detector=None, model: torch.nn.Module | None = None) -> None:
         self.watch = watch
+        _restore_isotonic(watch)  # a no-op in-process; needed in a Ray actor
         params = watch.params.analysis
         torch.manual_seed(params.seed)
         device = faces.resolve_device(params.device)
