@@ -102,7 +102,10 @@ def test_screening_acceptance(full_screening):
     assert list(hits.columns) == ["video", "video_sha256", "track_id", "person", "start_s",
                                   "end_s", "screen_seconds", "log10_lr", "lineup_rank",
                                   "lineup_n", "thumbnail"]
-    assert (hits["log10_lr"] >= 1.0).all() and (hits["lineup_rank"] == 1).all()
+    screening = json.loads((out / "screening.json").read_text("utf-8"))
+    rule = screening["flag_rule"]
+    assert rule["t_W_used"] == rule["t_W"] == screening["parameters"]["flag_log10_lr"]
+    assert (hits["log10_lr"] >= rule["t_W"]).all() and (hits["lineup_rank"] == 1).all()
     population = pd.read_csv(out / "population.csv")
     n_population = population.loc[population["status"] == "ok", "identity"].nunique()
     assert (hits["lineup_n"] == 54 + n_population).all()  # the watchlist plus the population
@@ -115,16 +118,18 @@ def test_screening_acceptance(full_screening):
         assert (out / src).exists(), src
     assert "Keanu_Reeves" in page and "elon.mp4" in page
 
-    screening = json.loads((out / "screening.json").read_text("utf-8"))
     assert screening["gallery"] == "exact"
     for calibration in screening["calibration"].values():
-        rates = calibration["validation_flag_rates"]
-        assert rates["different_source_flagged"] < 0.01 and rates["same_source_flagged"] > 0.9
+        assert calibration["normalisation"]["rule"].startswith("AS-norm")  # analyze's method
+        rates = calibration["validation_flag_rates"]  # per comparison, at t_W
+        assert rates["different_source_flagged"] < 0.01 and rates["same_source_flagged"] > 0.6
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="with the raw-score LR (before issue 7) Obama's small, "
-                   "low-quality audience face scores 0.38: log10 LR about -0.4, below the flag")
+@pytest.mark.xfail(strict=True, reason="Obama's audience face (track 9 from 7.2 s, 10 faces, "
+                   "mean quality 0.04) scores 0.38 raw against his 4 references: AS-norm 3.2, "
+                   "log10 LR 0.61, lineup rank 2 (Mohammad_Khatami above him); the flag needs "
+                   "rank 1 and log10 LR >= 2.35")
 def test_obama_flagged_in_hamilton_audience_shot(full_screening):
     _, out, _ = full_screening
     hits = pd.read_csv(out / "hits.csv")
@@ -301,3 +306,25 @@ def test_list_videos_folder_glob_and_manifest(tmp_path):
         list_videos(tmp_path / "bad.csv")
     with pytest.raises(CaseError, match="not a folder, a glob pattern or a manifest"):
         list_videos(tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_flag_rule_figures_reproduce_from_the_watchlist_simulation(tmp_path):
+    """The figures screening.json declares for its flag rule come out of the LFW watchlist
+    simulation (benchmarks/watchlist.py) as run now."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import watchlist
+    from likeness.screen.worker import FLAG_RULE
+
+    result_file = tmp_path / "watchlist.json"
+    assert watchlist.main(["--alpha", str(FLAG_RULE["alpha"]), "--json", str(result_file)]) == 0
+    result = json.loads(result_file.read_text())
+    assert result["t_W"] == FLAG_RULE["t_W"] == default_params().flag_log10_lr
+    declared = FLAG_RULE["validation"]
+    assert result["n_probes"] == {"on": declared["n_probes_on_watchlist"],
+                                  "off": declared["n_probes_not_on_watchlist"]}
+    at = result["at_t_W"]
+    assert at["false_flag_rate_off"] == declared["at_t_W"]["false_flag_rate"] <= FLAG_RULE["alpha"]
+    assert at["hit_rate_on"] == declared["at_t_W"]["hit_rate"]

@@ -34,7 +34,7 @@ from likeness.errors import CaseError
 from likeness.screen import gallery as gal
 from likeness.screen import output, scoring
 from likeness.screen.videos import list_videos
-from likeness.screen.worker import ScreenParams, VideoScreener, Watch
+from likeness.screen.worker import FLAG_RULE, ScreenParams, VideoScreener, Watch
 
 __all__ = ["ScreenParams", "default_params", "screen_catalogue"]
 
@@ -117,6 +117,11 @@ def prepare_watch(
         population = watchlist
         warnings.append("no --population: the watchlist's own photos calibrate the LRs and "
                         "the lineup is the watchlist only; give a population for casework")
+    validated = FLAG_RULE["validated_for_watchlist_size"]
+    if len(persons) > validated:
+        warnings.append(f"flag rule validated for watchlists of up to {validated} persons; "
+                        f"this one has {len(persons)}: more persons, more chances of a "
+                        "false flag (rerun benchmarks/watchlist.py --watchlist-size N)")
     usable_pop = embeddings_usable(population)
     references = {p: usable_watch[usable_watch["identity"] == p].reset_index(drop=True)
                   for p in persons}
@@ -148,6 +153,8 @@ def prepare_watch(
         "persons": {p: len(r) for p, r in references.items()},
         "calibration": calibration,
         "gallery": "faiss-hnsw" if gallery.uses_index else "exact",
+        "flag_rule": {**FLAG_RULE, "t_W_used": params.flag_log10_lr,
+                      "max_rank_used": params.flag_max_rank},
         "warnings": warnings,
         "models": (detector, model),
     }

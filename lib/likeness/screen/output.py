@@ -112,7 +112,9 @@ def summary_html(hits: pd.DataFrame, videos: pd.DataFrame, screening: dict[str, 
         "<h1>Screening summary</h1>",
         f"<p>{len(videos)} videos, {len(screening['persons'])} watchlisted persons, "
         f"{len(hits)} hits. A hit: track log10 LR &ge; {params['flag_log10_lr']} and lineup "
-        f"rank &le; {params['flag_max_rank']}. Labels checked: "
+        f"rank &le; {params['flag_max_rank']} (a triage flag for a reviewer, validated on an LFW "
+        "watchlist simulation, see screening.json; the LR shown is the calibrated LR). "
+        "Labels checked: "
         f"{html.escape('; '.join(LABEL_FORMATS))}.</p>",
         "<h2>By person</h2>",
     ]
@@ -157,6 +159,7 @@ def write_outputs(results: list[dict[str, Any]], watch: Watch, record: dict[str,
         "persons": record["persons"],
         "population_root": record["population_root"],
         "gallery": record["gallery"],
+        "flag_rule": record["flag_rule"],
         "calibration": record["calibration"],
         "calibrators": {str(n): describe_calibrator(c.calibrator) if c else None
                         for n, c in watch.calibrators.items()},

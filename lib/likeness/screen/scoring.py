@@ -31,8 +31,15 @@ from likeness import scores as sc
 TRACK_SCORE_COLUMNS = ["track_id", "score", "log10_lr", "lineup_rank", "lineup_n"]
 
 
+EVIDENCE_METHODS = {
+    "analyze": {},  # AS-norm + the calibrator chosen by validation, as likeness analyze
+    "raw-logistic": {"method": "logistic", "normalisation": None},  # for comparison only
+}
+
+
 def calibrate(
-    population: pd.DataFrame, n_refs: int, *, top_k: int, seed: int
+    population: pd.DataFrame, n_refs: int, *, top_k: int, seed: int,
+    evidence: str = "analyze",
 ) -> tuple[ev.Calibration | None, dict[str, Any], pd.DataFrame]:
     """The evidence model for persons with ``n_refs`` references, its summary and its scores.
 
@@ -42,13 +49,12 @@ def calibrate(
     and ``log10_lr``) are those of :func:`likeness.evidence.calibrate_population`; the model is
     None when no calibrator could be fitted.
     """
-    # Raw scores, logistic calibration: with AS-norm, a track compared with 54 watchlisted
-    # people at once was flagged for the wrong person three times in the acceptance screening
-    # (its best match among many is lifted by the normalisation); the flag rule was validated
-    # for raw scores only. Until a flag rule for normalised scores is validated across a
-    # watchlist, screening keeps the raw method (issue 10's note).
-    result = ev.calibrate_population(population, n_refs, top_k, seed, method="logistic",
-                                     normalisation=None)
+    # The analyze method. Its LRs are valid per comparison, but a track compared with many
+    # watchlisted persons takes its best of many chances: the flag threshold (worker.FLAG_RULE)
+    # is validated across a watchlist, not per comparison. "raw-logistic" is kept for the
+    # comparison in benchmarks/watchlist.py only.
+    result = ev.calibrate_population(population, n_refs, top_k, seed,
+                                     **EVIDENCE_METHODS[evidence])
     model = result if result.calibrator is not None else None
     return model, result.summary, result.scores
 

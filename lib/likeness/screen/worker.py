@@ -38,18 +38,51 @@ THUMBS_DIR = "thumbnails"
 THUMB_HEIGHT = 128
 
 
+# The flag rule and its validation (benchmarks/watchlist.py, results in
+# benchmarks/results/watchlist.json): written into screening.json. A flag is a triage decision
+# for a reviewer; the LR reported with it is the calibrated LR, never cut to yes/no.
+FLAG_RULE: dict[str, Any] = {
+    "rule": "flag a (track, person) when the person ranks 1 in the lineup of every watchlisted "
+            "person plus the population AND the track's calibrated log10 LR (the evidence "
+            "method of likeness analyze: AS-norm + the calibrator chosen by validation) is at "
+            "least t_W",
+    "purpose": "triage for a human reviewer; the reported LR is the calibrated LR, not a "
+               "yes/no decision",
+    "alpha": 0.02,
+    "alpha_meaning": "per-track false-flag rate: share of tracks of people NOT on the "
+                     "watchlist flagged for anyone",
+    "t_W": 2.35,
+    "validated_for_watchlist_size": 54,
+    "validation": {
+        "data": "LFW (shared test data, 172 identities), 3 seeded identity-disjoint splits: "
+                "54 watchlisted, 40 not watchlisted (probes), 78 population; every probe "
+                "photo is a one-face track",
+        "n_probes_not_on_watchlist": 1886,
+        "n_probes_on_watchlist": 956,
+        "at_t_W": {"false_flag_rate": 0.019088, "hit_rate": 0.859833,
+                   "wrong_person_rate": 0.0},
+        "at_log10_lr_1": {"false_flag_rate": 0.057264, "hit_rate": 0.974895},
+        "at_log10_lr_3": {"false_flag_rate": 0.011665, "hit_rate": 0.793933},
+        "command": "python benchmarks/watchlist.py --json benchmarks/results/watchlist.json",
+    },
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class ScreenParams:
     """The declared parameters of a screening (each default with its reason).
 
     * ``analysis``: detection, sampling, model, top-k and seed: the case defaults
       (:data:`likeness.case.ANALYSIS_DEFAULTS`), so faces tables are shared with ``analyze``.
-    * ``flag_log10_lr`` (1.0): a (track, person) is a hit when the track's log10 LR for the
-      person is at least this ("moderate support" on the ENFSI 2015 verbal scale, the case's
-      operating point) ...
+    * ``flag_log10_lr`` (2.35): a (track, person) is a hit when the track's log10 LR for the
+      person is at least this ...
     * ``flag_max_rank`` (1): ... and the person ranks at most this in the lineup of every
       watchlisted person plus the population (the person must be the best explanation of the
-      face, not one of several look-alikes).
+      face, not one of several look-alikes). The pair is :data:`FLAG_RULE`, validated by the
+      LFW watchlist simulation (benchmarks/watchlist.py): a track screened against W persons
+      has about W chances of a misleading LR, so the case's operating point (log10 LR 1)
+      would flag 5.7% of tracks of people not on a 54-person watchlist; 2.35 is the smallest
+      threshold (grid step 0.05) keeping that rate at or below alpha = 2%.
     * ``max_references`` (10): reference photos used per person (the first by file name).
       The calibration for ``n`` references needs population identities with more than ``n``
       photos, and population identities keep at most ``max_photos_per_identity`` (20): with
@@ -60,7 +93,7 @@ class ScreenParams:
     """
 
     analysis: AnalysisParams
-    flag_log10_lr: float = 1.0
+    flag_log10_lr: float = 2.35
     flag_max_rank: int = 1
     max_references: int = 10
     n_candidates: int = 3
@@ -141,11 +174,59 @@ def _thumbnail(path: str, faces_table: pd.DataFrame, track_id: int, dest: Path) 
         write_bytes_atomic(dest, data.tobytes())
 
 
+def score_candidates(watch: Watch, faces_table: pd.DataFrame) -> pd.DataFrame:
+    """Every (track, candidate person) of a non-empty faces table, scored, with ``hit``.
+
+    The one flag rule of a screening (:mod:`.scoring`), used by the worker and by the
+    watchlist simulation that validates it (benchmarks/watchlist.py).
+    """
+    params = watch.params
+    top_k, seed = params.analysis.top_k, params.analysis.seed
+    cands = gal.candidates(watch.gallery, faces_table, top_k=top_k,
+                           n_candidates=params.n_candidates)
+    parts = []
+    for person, group in cands.groupby("person", sort=True):
+        refs = watch.references[person]
+        sub = faces_table[faces_table["track_id"].isin(group["track_id"])]
+        tracks = score_tracks(sub, refs, watch.lineup[watch.lineup["identity"] != person],
+                              watch.calibrators[len(refs)], top_k=top_k, seed=seed)
+        tracks.insert(1, "person", person)
+        parts.append(tracks.merge(group, on=["track_id", "person"]))
+    scored = pd.concat(parts, ignore_index=True)
+    scored = scored.sort_values(["track_id", "person"], kind="stable", ignore_index=True)
+    scored["hit"] = flags(scored["log10_lr"], scored["lineup_rank"], params)
+    return scored
+
+
+def flags(log10_lr: pd.Series, lineup_rank: pd.Series, params: ScreenParams) -> np.ndarray:
+    """The flag rule: log10 LR at least ``flag_log10_lr`` and lineup rank at most
+    ``flag_max_rank`` (a triage decision for a reviewer; the LR itself is reported)."""
+    llr = np.nan_to_num(np.asarray(log10_lr, dtype=float), nan=-np.inf)
+    return (llr >= params.flag_log10_lr) & (np.asarray(lineup_rank) <= params.flag_max_rank)
+
+
+def _restore_isotonic(watch: Watch) -> None:
+    """Rebuild the interpolation of isotonic calibrators that came through pickling.
+
+    lir's IsotonicRegression keeps its fitted points in ``_necessary_X_``/``_necessary_y_``,
+    but sklearn's unpickling rebuilds the interpolation ``f_`` only from ``X_thresholds_``,
+    which lir does not set: a Watch sent to a Ray actor would lose it (AttributeError 'f_').
+    ``_build_f`` on lir's stored points is exactly what lir's ``fit`` ends with.
+    """
+    for model in watch.calibrators.values():
+        fitted = getattr(model, "calibrator", None)
+        regression = getattr(getattr(fitted, "calibrator", None), "_ir", None)
+        if (regression is not None and not hasattr(regression, "f_")
+                and hasattr(regression, "_necessary_X_")):
+            regression._build_f(regression._necessary_X_, regression._necessary_y_)
+
+
 class VideoScreener:
     """Screens videos against a watch; loads MTCNN and the embedder once."""
 
     def __init__(self, watch: Watch, detector=None, model: torch.nn.Module | None = None) -> None:
         self.watch = watch
+        _restore_isotonic(watch)  # a no-op in-process; needed in a Ray actor
         params = watch.params.analysis
         torch.manual_seed(params.seed)
         device = faces.resolve_device(params.device)
@@ -225,23 +306,9 @@ class VideoScreener:
         watch, params = self.watch, self.watch.params
         if faces_table.empty:
             return []
-        top_k, seed = params.analysis.top_k, params.analysis.seed
-        cands = gal.candidates(watch.gallery, faces_table, top_k=top_k,
-                               n_candidates=params.n_candidates)
-        parts = []
-        for person, group in cands.groupby("person", sort=True):
-            refs = watch.references[person]
-            sub = faces_table[faces_table["track_id"].isin(group["track_id"])]
-            tracks = score_tracks(sub, refs, watch.lineup[watch.lineup["identity"] != person],
-                                  watch.calibrators[len(refs)], top_k=top_k, seed=seed)
-            tracks.insert(1, "person", person)
-            parts.append(tracks.merge(group, on=["track_id", "person"]))
-        scored = pd.concat(parts, ignore_index=True).merge(
+        scored = score_candidates(watch, faces_table).merge(
             _track_times(faces_table, probe, params.analysis.sample_fps), on="track_id")
         scored = scored.sort_values(["track_id", "person"], kind="stable", ignore_index=True)
-        llr = np.nan_to_num(scored["log10_lr"].to_numpy(dtype=float), nan=-np.inf)
-        scored["hit"] = (llr >= params.flag_log10_lr) & (
-            scored["lineup_rank"] <= params.flag_max_rank)
         scored["thumbnail"] = ""
         stem = result_stem(video)
         for track_id in sorted(scored.loc[scored["hit"], "track_id"].unique()):
