@@ -90,6 +90,17 @@ class FittedCalibrator:
     n_different_source: int
     n_identities: int
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # lir's IsotonicRegression keeps its fitted points in _necessary_X_/_necessary_y_, but
+        # scikit-learn's unpickling rebuilds the interpolation f_ only from X_thresholds_,
+        # which lir does not set: an isotonic calibrator sent to another process (a Ray
+        # actor) would have lost it. _build_f on lir's points is how lir's own fit ends.
+        self.__dict__.update(state)
+        regression = getattr(self.calibrator, "_ir", None)
+        if (regression is not None and not hasattr(regression, "f_")
+                and hasattr(regression, "_necessary_X_")):
+            regression._build_f(regression._necessary_X_, regression._necessary_y_)
+
 
 def split_identities(identities: list[str] | pd.Series, seed: int) -> tuple[list[str], list[str]]:
     """Split identities into a calibration half and a validation half with a seeded RNG.

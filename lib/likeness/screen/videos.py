@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from likeness import footage
+from likeness import probing
 from likeness.errors import CaseError, FootageError
 from likeness.files import sha256_file
 
@@ -131,4 +131,4 @@ def intake_video(path: str | os.PathLike[str]) -> dict[str, Any]:
         size = os.path.getsize(path)
     except OSError as exc:
         raise FootageError(f"{path}: cannot be read ({exc.strerror}); check the path") from exc
-    return {"sha256": sha, "size_bytes": size, "probe": footage.probe_video(path)}
+    return {"sha256": sha, "size_bytes": size, "probe": probing.probe_video(path)}

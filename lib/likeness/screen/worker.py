@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from likeness import analysis, faces, models
+from likeness import analysis, cache, faces, models
 from likeness.case import AnalysisParams, Case, Episode
 from likeness.episodes import sample_durations, sampling_interval
 from likeness.errors import FootageError, LikenessError
 from likeness.evidence import Calibration
-from likeness.files import copy_atomic, write_bytes_atomic, write_json_atomic
+from likeness.files import write_bytes_atomic, write_json_atomic
 from likeness.footage import read_frames
 from likeness.screen import gallery as gal
 from likeness.screen.labels import read_labels
@@ -205,28 +205,11 @@ def flags(log10_lr: pd.Series, lineup_rank: pd.Series, params: ScreenParams) -> 
     return (llr >= params.flag_log10_lr) & (np.asarray(lineup_rank) <= params.flag_max_rank)
 
 
-def _restore_isotonic(watch: Watch) -> None:
-    """Rebuild the interpolation of isotonic calibrators that came through pickling.
-
-    lir's IsotonicRegression keeps its fitted points in ``_necessary_X_``/``_necessary_y_``,
-    but sklearn's unpickling rebuilds the interpolation ``f_`` only from ``X_thresholds_``,
-    which lir does not set: a Watch sent to a Ray actor would lose it (AttributeError 'f_').
-    ``_build_f`` on lir's stored points is exactly what lir's ``fit`` ends with.
-    """
-    for model in watch.calibrators.values():
-        fitted = getattr(model, "calibrator", None)
-        regression = getattr(getattr(fitted, "calibrator", None), "_ir", None)
-        if (regression is not None and not hasattr(regression, "f_")
-                and hasattr(regression, "_necessary_X_")):
-            regression._build_f(regression._necessary_X_, regression._necessary_y_)
-
-
 class VideoScreener:
     """Screens videos against a watch; loads MTCNN and the embedder once."""
 
     def __init__(self, watch: Watch, detector=None, model: torch.nn.Module | None = None) -> None:
         self.watch = watch
-        _restore_isotonic(watch)  # a no-op in-process; needed in a Ray actor
         params = watch.params.analysis
         torch.manual_seed(params.seed)
         device = faces.resolve_device(params.device)
@@ -290,14 +273,14 @@ class VideoScreener:
     def _faces(self, video: str, path: str, sha256: str) -> tuple[Path, dict[str, Any]]:
         """The video's faces table: from the shared cache, or analysed (and then cached)."""
         cached = analysis.faces_cache_path(self.case, sha256)
-        if self.watch.reuse_faces and cached.exists():
-            return cached, analysis.episode_status_from_file(cached)
+        if self.watch.reuse_faces and (found := analysis.read_cached_faces(cached)) is not None:
+            return cached, found[1]
         episode = Episode(id=result_stem(video), path=Path(path))
         status = analysis.analyze_episode(episode, self.case, self.watch.out, self.detector,
                                           self.model, progress=False)
         table_file = analysis.faces_path(self.watch.out, episode.id)
         if status["status"] == "ok":  # only complete tables of intact footage are shared
-            copy_atomic(table_file, cached)
+            cache.copy_entry(table_file, cached)
         return table_file, status
 
     def _scores(self, video: str, path: str, faces_table: pd.DataFrame,
