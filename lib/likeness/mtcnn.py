@@ -16,6 +16,8 @@ On a GPU the crops are cut by the same arithmetic in PyTorch and the pyramid is 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import torch
@@ -124,6 +126,25 @@ def area_crops_torch(
     return (sums.float() / kh / kw).permute(0, 3, 1, 2).contiguous()
 
 
+def _each(work, items) -> None:
+    """Run ``work`` on every item, on as many threads as PyTorch may use: the resizes are
+    NumPy array operations that release the GIL, and each writes its own slice of the result,
+    so the result does not depend on the threads."""
+    threads = torch.get_num_threads()
+    if threads < 2:
+        for item in items:
+            work(item)
+        return
+    global _POOL
+    if _POOL is None or _POOL._max_workers != threads:
+        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="likeness-resize")
+    for done in [_POOL.submit(work, item) for item in items]:
+        done.result()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
 def _standardise(im: torch.Tensor) -> torch.Tensor:
     return (im - 127.5) * 0.0078125
 
@@ -138,8 +159,11 @@ def _pyramid_level(
     if tables is None or window > EXACT_WINDOW_PIXELS or dtype != torch.float32:
         return _standardise(imresample(pixels.type(dtype), (out_h, out_w)))
     level = np.empty((len(tables), pixels.shape[1], out_h, out_w), np.float32)
-    for i, table in enumerate(tables):
-        level[i] = area_resize(table, out_h, out_w).transpose(2, 0, 1)
+
+    def resize(i: int) -> None:
+        level[i] = area_resize(tables[i], out_h, out_w).transpose(2, 0, 1)
+
+    _each(resize, range(len(tables)))
     # The same float32 operations as _standardise, in place.
     level -= np.float32(127.5)
     level *= np.float32(0.0078125)
@@ -169,9 +193,12 @@ def _stage_input(
         # All crops gathered channels last into one array, standardised in place with the same
         # float32 operations as _standardise, and made NCHW by one copy.
         cut = np.empty((len(y), size, size, pixels.shape[1]), np.float32)
-        for n in np.unique(inds):
+
+        def crop(n: int) -> None:
             sel = np.flatnonzero(inds == n)
             cut[sel] = area_crops(tables[n], y[sel], ey[sel], x[sel], ex[sel], size)
+
+        _each(crop, np.unique(inds))
         cut -= np.float32(127.5)
         cut *= np.float32(0.0078125)
         return torch.from_numpy(np.ascontiguousarray(cut.transpose(0, 3, 1, 2))), valid
