@@ -177,15 +177,16 @@ def _stage_input(
     image_inds: torch.Tensor,
     boxes: torch.Tensor,
     size: int,
-) -> tuple[torch.Tensor, np.ndarray]:
-    """The (K, 3, size, size) standardised crops that R-Net or O-Net read, and which boxes
-    gave one (facenet-pytorch skips empty boxes). ``pixels`` is the uint8 NCHW batch,
+) -> torch.Tensor:
+    """The (K, 3, size, size) standardised crops that R-Net or O-Net read, one per box.
+    ``pixels`` is the uint8 NCHW batch,
     ``tables`` its frames' summed-area tables (None on a GPU)."""
     height, width = pixels.shape[2:4]
     y, ey, x, ex = pad(boxes, width, height)
-    valid = (ey > (y - 1)) & (ex > (x - 1))
-    inds = image_inds.cpu().numpy()[valid]
-    y, ey, x, ex = y[valid], ey[valid], x[valid], ex[valid]
+    if not ((ey > (y - 1)) & (ex > (x - 1))).all():
+        # facenet-pytorch skips empty boxes and then fails on mismatched lengths; say why.
+        raise ValueError(f"MTCNN: a candidate box lies outside the {width}x{height} image")
+    inds = image_inds.cpu().numpy()
     device = pixels.device
     largest = max(int(np.max(ey - y + 1, initial=0)), int(np.max(ex - x + 1, initial=0)))
     exact = (largest // size + 2) ** 2 <= EXACT_WINDOW_PIXELS
@@ -201,7 +202,7 @@ def _stage_input(
         _each(crop, np.unique(inds))
         cut -= np.float32(127.5)
         cut *= np.float32(0.0078125)
-        return torch.from_numpy(np.ascontiguousarray(cut.transpose(0, 3, 1, 2))), valid
+        return torch.from_numpy(np.ascontiguousarray(cut.transpose(0, 3, 1, 2)))
     crops = torch.empty((len(y), pixels.shape[1], size, size), dtype=dtype, device=device)
     if not exact:
         # Windows too large to sum exactly: resize crop by crop, exactly as facenet-pytorch.
@@ -213,7 +214,7 @@ def _stage_input(
             sel = np.flatnonzero(inds == n)
             cut = area_crops_torch(pixels[int(n)], y[sel], ey[sel], x[sel], ex[sel], size)
             crops[torch.as_tensor(sel, device=device)] = cut.to(dtype)
-    return _standardise(crops), valid
+    return _standardise(crops)
 
 
 def detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -275,10 +276,7 @@ def detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, np.nda
 
         # Second stage: R-Net on 24 px crops.
         if len(boxes) > 0:
-            im_data, valid = _stage_input(pixels, tables, dtype, image_inds, boxes, 24)
-            if not valid.all():
-                # facenet-pytorch then fails on mismatched lengths; say why instead.
-                raise ValueError(f"MTCNN: a candidate box lies outside the {w}x{h} image")
+            im_data = _stage_input(pixels, tables, dtype, image_inds, boxes, 24)
             out = fixed_batch_process(im_data, detector.rnet)
             out0 = out[0].permute(1, 0)
             score = out[1].permute(1, 0)[1, :]
@@ -294,9 +292,7 @@ def detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, np.nda
         # Third stage: O-Net on 48 px crops, landmarks.
         points = torch.zeros(0, 5, 2, device=device)
         if len(boxes) > 0:
-            im_data, valid = _stage_input(pixels, tables, dtype, image_inds, boxes, 48)
-            if not valid.all():
-                raise ValueError(f"MTCNN: a candidate box lies outside the {w}x{h} image")
+            im_data = _stage_input(pixels, tables, dtype, image_inds, boxes, 48)
             out = fixed_batch_process(im_data, detector.onet)
             out0 = out[0].permute(1, 0)
             points = out[1].permute(1, 0)
