@@ -219,5 +219,8 @@ def test_a_fitted_calibrator_survives_pickling(lfw):
     grid = np.linspace(scores["score"].min(), scores["score"].max(), 101)
     for method in cal.METHODS:
         fitted = cal.fit_calibrator(scores, method)
+        before = cal.log10_lr(fitted, grid)
         again = pickle.loads(pickle.dumps(fitted))
-        np.testing.assert_array_equal(cal.log10_lr(again, grid), cal.log10_lr(fitted, grid))
+        # Both the copy and the pickled original still give the same LRs.
+        np.testing.assert_array_equal(cal.log10_lr(again, grid), before)
+        np.testing.assert_array_equal(cal.log10_lr(fitted, grid), before)

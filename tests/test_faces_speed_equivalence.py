@@ -134,3 +134,16 @@ def test_detect_batch_matches_mtcnn_detect_with_mixed_sizes(detector, frames):
         np.testing.assert_allclose(det.boxes, ref.boxes, rtol=0, atol=1e-4)
         np.testing.assert_allclose(det.probs, ref.probs, rtol=0, atol=1e-4)
         np.testing.assert_allclose(det.landmarks, ref.landmarks, rtol=0, atol=1e-4)
+
+
+def test_torch_runtime_detection_is_facenet_pytorch_bit_for_bit():
+    """With PyTorch running the networks, the fast path gives MTCNN.detect's boxes and
+    probabilities exactly: same resizes and the same (channels-last) input layout for P-Net,
+    whose convolutions sum in another order for another layout."""
+    detector = faces.load_detector("cpu", runtime="torch")
+    for image in (read_rgb(TESTDATA / "facenet-pytorch/data/multiface.jpg"),
+                  read_rgb(TESTDATA / "sber-swap/examples/images/elon_musk.jpg")):
+        boxes, probs = detector.detect(image[None])
+        ours = mtcnn.detect(detector, image[None])[0][0]
+        assert np.array_equal(np.asarray(boxes[0], np.float32), ours[:, :4])
+        assert np.array_equal(np.asarray(probs[0], np.float32), ours[:, 4])

@@ -90,16 +90,18 @@ class FittedCalibrator:
     n_different_source: int
     n_identities: int
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # lir's IsotonicRegression keeps its fitted points in _necessary_X_/_necessary_y_, but
-        # scikit-learn's unpickling rebuilds the interpolation f_ only from X_thresholds_,
-        # which lir does not set: an isotonic calibrator sent to another process (a Ray
-        # actor) would have lost it. _build_f on lir's points is how lir's own fit ends.
-        self.__dict__.update(state)
+    def transform(self, scores: np.ndarray) -> np.ndarray:
+        """lir's (unbounded) log10 LRs of 1-d scores."""
+        # Pickling (Ray sends calibrators to other processes) breaks lir's isotonic regression
+        # on both sides: scikit-learn's __getstate__ pops the interpolation f_ from the
+        # object's own __dict__ (object.__getstate__ returns it uncopied on Python 3.11), and
+        # its __setstate__ rebuilds f_ only from X_thresholds_, which lir does not set.
+        # _build_f on lir's fitted points is how lir's own fit ends.
         regression = getattr(self.calibrator, "_ir", None)
         if (regression is not None and not hasattr(regression, "f_")
                 and hasattr(regression, "_necessary_X_")):
             regression._build_f(regression._necessary_X_, regression._necessary_y_)
+        return np.asarray(self.calibrator.transform(scores), dtype=np.float64).reshape(-1)
 
 
 def split_identities(identities: list[str] | pd.Series, seed: int) -> tuple[list[str], list[str]]:
@@ -262,7 +264,7 @@ def log10_lr(calibrator: FittedCalibrator | None, scores: np.ndarray | pd.Series
     ok = np.isfinite(x)
     if calibrator is None or not ok.any():
         return out
-    raw = np.asarray(calibrator.calibrator.transform(x[ok]), dtype=np.float64).reshape(-1)
+    raw = calibrator.transform(x[ok])
     out[ok] = np.clip(np.nan_to_num(raw, nan=0.0, posinf=np.inf, neginf=-np.inf),
                       calibrator.lower_log10_lr, calibrator.upper_log10_lr)
     return out

@@ -158,16 +158,19 @@ def _pyramid_level(
     window = (-(-height // out_h) + 1) * (-(-width // out_w) + 1)
     if tables is None or window > EXACT_WINDOW_PIXELS or dtype != torch.float32:
         return _standardise(imresample(pixels.type(dtype), (out_h, out_w)))
-    level = np.empty((len(tables), pixels.shape[1], out_h, out_w), np.float32)
+    level = np.empty((len(tables), out_h, out_w, pixels.shape[1]), np.float32)
 
     def resize(i: int) -> None:
-        level[i] = area_resize(tables[i], out_h, out_w).transpose(2, 0, 1)
+        level[i] = area_resize(tables[i], out_h, out_w)
 
     _each(resize, range(len(tables)))
     # The same float32 operations as _standardise, in place.
     level -= np.float32(127.5)
     level *= np.float32(0.0078125)
-    return torch.from_numpy(level)
+    # Channels last, as facenet-pytorch's own pyramid is (its frames are NHWC arrays viewed as
+    # NCHW): PyTorch's convolutions sum in another order for another memory layout, so the
+    # layout is part of giving P-Net exactly the input it gets in facenet-pytorch.
+    return torch.from_numpy(level).permute(0, 3, 1, 2)
 
 
 def _stage_input(

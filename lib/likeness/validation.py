@@ -119,7 +119,7 @@ def gap_behaviour(calibrator: cal.FittedCalibrator, scores_df: pd.DataFrame) -> 
     the gap between the masses."""
     x = scores_df["score"].to_numpy(dtype=np.float64)
     grid = np.linspace(x.min(), x.max(), MONOTONE_GRID)
-    raw = np.asarray(calibrator.calibrator.transform(grid), dtype=np.float64).reshape(-1)
+    raw = calibrator.transform(grid)
     finite = np.nan_to_num(raw, nan=0.0, posinf=1e6, neginf=-1e6)
     decrease = float(np.max(np.maximum(-np.diff(finite), 0.0))) if len(finite) > 1 else 0.0
     lo, hi = score_gap(scores_df)
