@@ -131,7 +131,7 @@ def _each(work, items) -> None:
     NumPy array operations that release the GIL, and each writes its own slice of the result,
     so the result does not depend on the threads."""
     threads = torch.get_num_threads()
-    if threads < 2:
+    if threads < 2 or len(items) < 2:  # one frame per call (analyze on a CPU): no hand-off
         for item in items:
             work(item)
         return
@@ -149,6 +149,12 @@ def _standardise(im: torch.Tensor) -> torch.Tensor:
     return (im - 127.5) * 0.0078125
 
 
+def _standardise_in_place(array: np.ndarray) -> None:
+    """:func:`_standardise` on a float32 array, in place: the same float32 operations."""
+    array -= np.float32(127.5)
+    array *= np.float32(0.0078125)
+
+
 def _pyramid_level(
     pixels: torch.Tensor, tables: list[np.ndarray] | None, out_h: int, out_w: int, dtype
 ) -> torch.Tensor:
@@ -164,9 +170,7 @@ def _pyramid_level(
         level[i] = area_resize(tables[i], out_h, out_w)
 
     _each(resize, range(len(tables)))
-    # The same float32 operations as _standardise, in place.
-    level -= np.float32(127.5)
-    level *= np.float32(0.0078125)
+    _standardise_in_place(level)
     # Channels last, as facenet-pytorch's own pyramid is (its frames are NHWC arrays viewed as
     # NCHW): PyTorch's convolutions sum in another order for another memory layout, so the
     # layout is part of giving P-Net exactly the input it gets in facenet-pytorch.
@@ -194,8 +198,8 @@ def _stage_input(
     largest = max(int(np.max(ey - y + 1, initial=0)), int(np.max(ex - x + 1, initial=0)))
     exact = (largest // size + 2) ** 2 <= EXACT_WINDOW_PIXELS
     if tables is not None and exact and dtype == torch.float32:
-        # All crops gathered channels last into one array, standardised in place with the same
-        # float32 operations as _standardise, and made NCHW by one copy.
+        # All crops gathered channels last into one array, standardised in place and made NCHW
+        # by one copy.
         cut = np.empty((len(y), size, size, pixels.shape[1]), np.float32)
 
         def crop(n: int) -> None:
@@ -203,8 +207,7 @@ def _stage_input(
             cut[sel] = area_crops(tables[n], y[sel], ey[sel], x[sel], ex[sel], size)
 
         _each(crop, np.unique(inds))
-        cut -= np.float32(127.5)
-        cut *= np.float32(0.0078125)
+        _standardise_in_place(cut)
         return torch.from_numpy(np.ascontiguousarray(cut.transpose(0, 3, 1, 2)))
     crops = torch.empty((len(y), pixels.shape[1], size, size), dtype=dtype, device=device)
     if not exact:
