@@ -25,7 +25,7 @@ Photos are embedded as population photos (the centre face); a screening embeds w
 photos by their dominant face, which for LFW's centred photos is the same face.
 
     python benchmarks/watchlist.py [--watchlist-size 54] [--off-size 40] [--seeds 0,1,2]
-        [--alpha 0.02] [--evidence analyze|raw-logistic] [--json OUT]
+        [--alpha 0.02] [--evidence analyze|raw-logistic] [--crop-margin PX] [--json OUT]
 """
 
 from __future__ import annotations
@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.02)
     parser.add_argument("--evidence", default="analyze", choices=sorted(scoring.EVIDENCE_METHODS))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--crop-margin", type=int, default=faces.CROP_MARGIN,
+                        help="the embedder's crop margin (benchmarks/crop_margin.py's study)")
     args = parser.parse_args(argv)
+    faces.CROP_MARGIN = args.crop_margin
     params = default_params()
     start = time.perf_counter()
     photos = load_lfw(params)
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "at_t_W": at(t_w) if t_w is not None else None,
         "at_1.0": at(1.0), "at_2.0": at(2.0), "at_3.0": at(3.0),
         "evidence_method": args.evidence,
+        "crop_margin": faces.CROP_MARGIN,
         "seconds": round(time.perf_counter() - start, 1),
         "curve": table.round(6).to_dict("records"),
     }

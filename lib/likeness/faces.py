@@ -2,9 +2,9 @@
 
 Detection is facenet-pytorch's MTCNN, called on batches of equally sized frames. A crop is cut
 the way the FaceNet models were trained and evaluated (the MTCNN box widened by a margin,
-resized to 160x160; facenet-pytorch's LFW evaluation uses margin 14), and additionally
-*aligned*: the frame is rotated about the box centre so that the eyes are level, which removes
-in-plane head tilt (roll) without changing what the box covers.
+resized to 160x160; see CROP_MARGIN), and additionally *aligned*: the frame is rotated about
+the box centre so that the eyes are level, which removes in-plane head tilt (roll) without
+changing what the box covers.
 
 Quality is reported per face so that an expert can see, and the scores can weight, how much
 each face is worth: detection probability, face size in pixels, sharpness and a pose estimate
@@ -27,7 +27,13 @@ from scipy.optimize import linear_sum_assignment
 from likeness import inference, mtcnn
 
 CROP_SIZE = 160
-# facenet-pytorch's LFW evaluation margin, in pixels of the 160 px crop.
+# Pixels of the 160 px crop around MTCNN's box: facenet-pytorch's LFW evaluation setting.
+# benchmarks/crop_margin.py measured 14, 24, 32 and 40 (results/crop_margin.json): 32 separates
+# better per comparison (LFW validation, 3 references: Cllr_min 0.0152 against 0.0187; the
+# live-swap development series agrees), but the screening's flag rule finds fewer watchlisted
+# people at the same false-flag rate (results/watchlist_margin32.json: 75.6% against 84.5% at
+# about 1.8%; with 5 and 10 references validation then picks a logistic calibrator instead of
+# isotonic, whose LRs stop lower). Kept at 14 until the calibrators are studied with it.
 CROP_MARGIN = 14
 
 # Where MTCNN's nose-tip landmark sits between the eye line (0) and the mouth line (1) on a
@@ -142,15 +148,17 @@ def crop_faces(
     landmarks: np.ndarray,
     *,
     size: int = CROP_SIZE,
-    margin: float = CROP_MARGIN,
+    margin: float | None = None,
     align: bool = True,
 ) -> np.ndarray:
     """Cut (n, size, size, 3) uint8 crops: each box widened by the margin, rotated upright.
 
     The margin follows facenet-pytorch's ``extract_face``: ``margin`` pixels of the output
     crop, i.e. the box grows by the factor size / (size - margin). With ``align`` the crop is
-    rotated by the eye-line angle about the box centre.
+    rotated by the eye-line angle about the box centre. ``margin`` None: CROP_MARGIN, read at
+    call time (benchmarks/crop_margin.py varies it; every cache key reads it too).
     """
+    margin = CROP_MARGIN if margin is None else margin
     crops = np.zeros((len(boxes), size, size, 3), np.uint8)
     if len(boxes) == 0:
         return crops

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from likeness import faces
 from likeness.case import Case
 from likeness.report import columns
 from likeness.report.layout import ANALYSIS_DIR
@@ -145,7 +146,10 @@ def detection_scale_markdown(case: Case, evidence_file: Path = FACE_SIZE_EVIDENC
         f"size; the detector found {m['detection_rate']:.0%} of them "
         f"(benchmarks/face_size.py, model {measured['model']}"
         + ("" if measured["model"] == case.analysis.model
-           else f", not this analysis's model {case.analysis.model}") + ")."
+           else f", not this analysis's model {case.analysis.model}")
+        + ("" if measured.get("crop_margin") == faces.CROP_MARGIN
+           else f"; measured with crop margin {measured.get('crop_margin', 'unrecorded')}, not "
+                f"this analysis's {faces.CROP_MARGIN}") + ")."
     )
 
 
