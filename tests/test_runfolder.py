@@ -111,9 +111,15 @@ def test_second_analysis_on_the_same_folder_is_refused_and_the_first_completes(t
     while not lock_is_held(run_dir) and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert lock_is_held(run_dir), first.communicate()
-    second = likeness("analyze", case_file, "--out", run_dir, "--quiet", env=env)
-    code, _, err = finish(second)
-    assert first.poll() is None, "the first analysis ended before the second was refused"
+    # Stopped, the first analysis still holds its lock but cannot finish before the second
+    # asks: a fast machine or a warm cache would otherwise turn this into a race.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = likeness("analyze", case_file, "--out", run_dir, "--quiet", env=env)
+        code, _, err = finish(second, timeout=300)
+        assert lock_is_held(run_dir) and first.poll() is None
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert code == 4, err
     line = one_error_line(err)
     assert str(run_dir.resolve()) in line
