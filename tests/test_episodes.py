@@ -115,12 +115,13 @@ def test_claimant_who_never_appears_gets_low_honest_numbers(elon_case_run, tmp_p
 
 def test_episode_without_faces_gives_zeros(elon_case_run):
     _case, run_dir = elon_case_run
-    faces = pd.read_parquet(run_dir / "faces" / "elon.parquet").iloc[:0]
+    faces, emb = ep.read_episode_faces(run_dir / "faces" / "elon.parquet")
+    faces, emb = faces.iloc[:0], emb[:0]
     references = pd.read_parquet(run_dir / "references.parquet")
     population = pd.read_parquet(run_dir / "population.parquet")
     nothing = ev.Calibration(None, None, pd.DataFrame(), {})
     row, tracks, scored, _ = ep.score_episode(
-        faces, references, population, nothing, {"p_band_given_h1": [1, 0, 0, 0]},
+        faces, emb, references, population, nothing, {"p_band_given_h1": [1, 0, 0, 0]},
         episode="empty", dt=0.2, top_k=3, operating_point=1.0, seed=1, bootstrap_samples=50,
     )
     for col in ("face_seconds", "claimant_seconds", "claimant_share", "max_log10_lr",

@@ -116,10 +116,10 @@ def test_track_score_is_quality_weighted_mean():
 
 
 def test_face_scores_without_references_are_nan_not_an_error(population):
-    faces = pd.DataFrame({"embedding": list(sc.embedding_matrix(
-        sc.usable_photos(population)["embedding"])[:3])})
+    emb = sc.embedding_matrix(sc.usable_photos(population)["embedding"])[:3]
+    faces = pd.DataFrame({"embedding": list(emb)})
     no_refs = population.iloc[:0]
-    scored, matrix, _names = sc.face_scores(faces, no_refs, population, 3, seed=1)
+    scored, matrix, _names = sc.face_scores(faces, emb, no_refs, population, 3, seed=1)
     assert scored["score"].isna().all()
     assert "embedding" not in scored.columns
     assert matrix.shape == (3, len(IDENTITIES))

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from likeness import bootstrap as bs
 from likeness import calibration as cal
@@ -126,6 +127,15 @@ def face_claimant_seconds(
     return float(frame_dt[has > 0].sum())
 
 
+def read_episode_faces(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A faces table without its embeddings, and the embeddings as one L2-normalised float32
+    (faces, d) matrix in the table's row order (not a Python object per face: a long episode
+    is scored in about the memory its embeddings take on disk)."""
+    table = pq.read_table(path)
+    emb = sc.embedding_matrix(table.column("embedding"))
+    return table.drop_columns(["embedding"]).to_pandas(), emb
+
+
 def performer_track_scores(
     performers: list[tuple[str, np.ndarray, ev.Calibration]],
     emb: np.ndarray, track_ids: np.ndarray, weights: np.ndarray, top_k: int,
@@ -147,6 +157,7 @@ def performer_track_scores(
 
 def score_episode(
     faces: pd.DataFrame,
+    emb: np.ndarray,
     references: pd.DataFrame,
     population: pd.DataFrame,
     calibration: ev.Calibration,
@@ -161,14 +172,17 @@ def score_episode(
     bootstrap_samples: int,
     performers: list[tuple[str, np.ndarray, ev.Calibration]] = (),
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """Score one episode's faces.
+    """Score one episode's faces: a faces table (without embeddings) and ``emb``, its
+    L2-normalised embeddings, one row per face in the same order (:func:`read_episode_faces`).
 
     Returns (episode row, tracks table, face table with scores, track mean embeddings): the
     last, one L2-normalised row per track in the tracks table's order, links personas.
     """
-    faces = faces.sort_values(["track_id", "frame_index", "box_x1"], kind="stable")
-    scored, matrix, identities = sc.face_scores(faces, references, population, top_k, seed=seed)
-    emb = sc.embedding_matrix(faces["embedding"]) if len(faces) else np.zeros((0, 0))
+    order = np.lexsort((faces["box_x1"].to_numpy(), faces["frame_index"].to_numpy(),
+                        faces["track_id"].to_numpy()))  # stable: by track, frame, box
+    faces, emb = faces.iloc[order], emb[order]
+    scored, matrix, identities = sc.face_scores(faces, emb, references, population, top_k,
+                                                seed=seed)
     refs = sc.embedding_matrix(sc.usable_photos(references)["embedding"])
     scored = scored.rename(columns={"score": "raw_score"})
     scored["score"] = ev.normalised_scores(calibration, emb, refs, scored["raw_score"])
@@ -390,8 +404,8 @@ def write_episode_results(case: Case, run_dir: Path | str) -> pd.DataFrame:
                        warning=f"episode not analysed: {status.get('message', 'no faces table')}")
             rows.append(row)
             continue
-        faces = pd.read_parquet(faces_file)
-        faces_by_episode[episode.id] = faces
+        faces, emb = read_episode_faces(faces_file)
+        faces_by_episode[episode.id] = (faces, emb)
         probe = probes.get(episode.id)
         if probe is None:
             from likeness import probing
@@ -399,7 +413,7 @@ def write_episode_results(case: Case, run_dir: Path | str) -> pd.DataFrame:
             probe = probing.probe_video(episode.path)
         dt = sampling_interval(params.sample_fps, probe.get("frame_rate"))
         row, tracks, scored, embs = score_episode(
-            faces, references, population, calibration, lineup, episode=episode.id, dt=dt,
+            faces, emb, references, population, calibration, lineup, episode=episode.id, dt=dt,
             duration_s=probe.get("duration_s"),
             top_k=params.top_k, operating_point=params.operating_point_log10_lr,
             seed=params.seed, bootstrap_samples=params.bootstrap_samples,

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # Faces of quality 0 still count a little, so a track of poor faces is scored, not dropped.
 QUALITY_FLOOR = 1e-3
@@ -38,14 +39,26 @@ QUALITY_FLOOR = 1e-3
 FACE_BLOCK = 2048
 
 
-def embedding_matrix(embeddings: Sequence | pd.Series | np.ndarray) -> np.ndarray:
+def embedding_matrix(embeddings: Sequence | pd.Series | np.ndarray | pa.ChunkedArray) -> np.ndarray:
     """Stack a column of embeddings (lists or arrays) into a float32 (n, d) matrix.
+
+    A pyarrow column of fixed-size lists (a faces table's ``embedding`` read with pyarrow) is
+    converted in one step, without a Python object per row: a long episode's embeddings then
+    cost their 2 KB a face once, not again as pandas objects.
 
     The rows are L2-normalised again: the contract says they are already, and re-normalising a
     unit vector changes nothing, but a row that is not would make cosine similarities wrong
     silently. An empty input gives a (0, 512) matrix.
     """
-    if isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
+    if isinstance(embeddings, pa.ChunkedArray | pa.Array):
+        column = embeddings.combine_chunks() if isinstance(embeddings, pa.ChunkedArray) else (
+            embeddings)
+        if not len(column):
+            return np.zeros((0, 512), dtype=np.float32)
+        width = column.type.list_size
+        matrix = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=True)
+        matrix = matrix.reshape(len(column), width)
+    elif isinstance(embeddings, np.ndarray) and embeddings.ndim == 2:
         matrix = embeddings.astype(np.float32, copy=True)
     else:
         rows = list(embeddings)
@@ -53,7 +66,8 @@ def embedding_matrix(embeddings: Sequence | pd.Series | np.ndarray) -> np.ndarra
             return np.zeros((0, 512), dtype=np.float32)
         matrix = np.stack([np.asarray(r, dtype=np.float32) for r in rows])
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)
+    matrix /= np.where(norms > 0, norms, 1.0)
+    return matrix
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -191,19 +205,25 @@ def track_weighted_mean(
     Returns the sorted unique track ids and the per-track means ((tracks,) or (tracks, m)).
     """
     tracks, codes = np.unique(np.asarray(track_ids), return_inverse=True)
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     w = np.asarray(weights, dtype=np.float64)
     wsum = np.bincount(codes, weights=w, minlength=len(tracks))
     if values.ndim == 1:
+        values = values.astype(np.float64, copy=False)
         sums = np.bincount(codes, weights=w * values, minlength=len(tracks))
         return tracks, sums / wsum
+    # In blocks of rows, in row order (the same sums as one call): a float64 copy of a long
+    # episode's (faces, 512) embeddings would cost 40 MB per 10,000 faces.
     sums = np.zeros((len(tracks), values.shape[1]))
-    np.add.at(sums, codes, w[:, None] * values)
+    for lo in range(0, len(values), FACE_BLOCK):
+        rows = slice(lo, lo + FACE_BLOCK)
+        np.add.at(sums, codes[rows], w[rows, None] * values[rows])
     return tracks, sums / wsum[:, None]
 
 
 def face_scores(
     faces: pd.DataFrame,
+    emb: np.ndarray,
     references: pd.DataFrame,
     population: pd.DataFrame,
     top_k: int,
@@ -212,8 +232,10 @@ def face_scores(
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """Score the faces of one episode against the claimant and the population lineup.
 
-    ``faces`` is a faces table (contract columns, at least ``embedding``); ``references`` and
-    ``population`` are ``embed_photos`` tables (``population`` with ``identity``). Returns
+    ``faces`` is a faces table (contract columns; an ``embedding`` column, if there, is left
+    out of the result) and ``emb`` its embeddings, one L2-normalised row per face in the same
+    order (:func:`embedding_matrix`); ``references`` and ``population`` are ``embed_photos``
+    tables (``population`` with ``identity``). Returns
 
     * the faces table without embeddings plus ``score``, ``best`` (against the claimant's
       usable references), ``lineup_rank`` and ``lineup_n``;
@@ -221,9 +243,10 @@ def face_scores(
       photos as there are usable references, see :func:`reference_sets`);
     * the identity names (columns of the matrix).
     """
+    if len(emb) != len(faces):
+        raise ValueError(f"{len(emb)} embeddings for {len(faces)} faces")
     refs = embedding_matrix(usable_photos(references)["embedding"])
-    emb = embedding_matrix(faces["embedding"]) if len(faces) else np.zeros((0, refs.shape[1]))
-    scored = faces.drop(columns=["embedding"]).reset_index(drop=True)
+    scored = faces.drop(columns=["embedding"], errors="ignore").reset_index(drop=True)
     claimant = set_scores(emb, refs, top_k)
     scored["score"] = claimant["score"].to_numpy()
     scored["best"] = claimant["best"].to_numpy()

@@ -35,15 +35,16 @@ SUMMARY_COLUMNS = ["episode", "factor", "n_variants", "min_log10_lr", "max_log10
 
 def strongest_llr(
     faces: pd.DataFrame,
+    emb: np.ndarray,
     references: np.ndarray,
     calibration: ev.Calibration,
     top_k: int,
     calibrator: cal.FittedCalibrator | None = None,
 ) -> float:
-    """The strongest track log10 LR of one episode's faces (as :mod:`likeness.episodes`)."""
+    """The strongest track log10 LR of one episode's faces (as :mod:`likeness.episodes`):
+    ``faces`` holds ``track_id`` and ``quality``, ``emb`` their embeddings, row for row."""
     if faces.empty:
         return 0.0
-    emb = sc.embedding_matrix(faces["embedding"])
     scores = ev.claimant_scores(calibration, emb, references, top_k)["score"]
     _, track = sc.track_weighted_mean(faces["track_id"].to_numpy(),
                                       sc.quality_weights(faces["quality"]), scores)
@@ -54,20 +55,24 @@ def strongest_llr(
 def _rows(faces_by_episode, refs, calibration, top_k, factor, variant, calibrator=None):
     return [
         {"episode": e, "factor": factor, "variant": variant,
-         "max_log10_lr": strongest_llr(f, refs, calibration, top_k, calibrator)}
-        for e, f in faces_by_episode.items()
+         "max_log10_lr": strongest_llr(f, emb, refs, calibration, top_k, calibrator)}
+        for e, (f, emb) in faces_by_episode.items()
     ]
 
 
 def sensitivity_table(
     case: Case,
     run_dir: Path,
-    faces_by_episode: dict[str, pd.DataFrame],
+    faces_by_episode: dict[str, tuple[pd.DataFrame, np.ndarray]],
     references: pd.DataFrame,
     population: pd.DataFrame,
     calibration: ev.Calibration,
 ) -> pd.DataFrame:
-    """Every variant of every factor (see the module docstring), one row per episode."""
+    """Every variant of every factor (see the module docstring), one row per episode.
+
+    ``faces_by_episode``: per episode, its faces table (``track_id``, ``quality``) and their
+    embeddings row for row (:func:`likeness.episodes.read_episode_faces`).
+    """
     params = case.analysis
     norm = None if params.normalisation == "none" else "as-norm"
     usable = sc.usable_photos(references).reset_index(drop=True)
@@ -120,7 +125,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 def write_sensitivity(
     case: Case,
     run_dir: Path,
-    faces_by_episode: dict[str, pd.DataFrame],
+    faces_by_episode: dict[str, tuple[pd.DataFrame, np.ndarray]],
     references: pd.DataFrame,
     population: pd.DataFrame,
     calibration: ev.Calibration,

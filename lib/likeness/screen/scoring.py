@@ -77,7 +77,9 @@ def score_tracks(
     if faces.empty:
         return pd.DataFrame({c: [] for c in TRACK_SCORE_COLUMNS})
     faces = faces.sort_values(["track_id", "frame_index", "box_x1"], kind="stable")
-    scored, matrix, identities = sc.face_scores(faces, references, lineup, top_k, seed=seed)
+    emb = sc.embedding_matrix(faces["embedding"])
+    scored, matrix, identities = sc.face_scores(faces, emb, references, lineup, top_k,
+                                                seed=seed)
     weights = sc.quality_weights(scored["quality"])
     track_ids = scored["track_id"].to_numpy()
     tracks, raw_scores = sc.track_weighted_mean(track_ids, weights, scored["score"])
@@ -86,7 +88,7 @@ def score_tracks(
         track_scores, llr = raw_scores, np.full(len(tracks), np.nan)
     else:
         normalised = ev.normalised_scores(
-            calibration, sc.embedding_matrix(faces["embedding"]),
+            calibration, emb,
             sc.embedding_matrix(sc.usable_photos(references)["embedding"]), scored["score"],
         )
         _, track_scores = sc.track_weighted_mean(track_ids, weights, normalised)
