@@ -46,7 +46,7 @@ import torch
 from facenet_pytorch import MTCNN
 from PIL import Image
 
-from likeness import analysis, embeddings, faces, footage, inference, models
+from likeness import analysis, embeddings, faces, faces_table, footage, inference, models
 from likeness.case import ANALYSIS_DEFAULTS, AnalysisParams, Case, Episode, testdata_root
 
 RESOLUTIONS = {"1080p": 1080, "720p": 720, "540p": 540}
@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="likeness-bench-") as tmp:
         case = benchmark_case(video, params, Path(tmp))
         result["likeness"] = run_likeness(case, Path(tmp) / "run", detector, model, device, args)
-        ours = pd.read_parquet(analysis.faces_path(Path(tmp) / "run", "bench"))
+        ours = pd.read_parquet(faces_table.faces_path(Path(tmp) / "run", "bench"))
     result["facenet_pytorch"] = run_peer(video, set(wanted), mtcnn, peer_model, device, args)
     result["same_faces"] = compare_faces(
         ours, result["facenet_pytorch"].pop("boxes"), params.min_detection_prob,

@@ -15,9 +15,9 @@ import pytest
 
 from casedata import ELON_REFERENCE, LFW, SWAP, TESTDATA, write_case
 from likeness import faces, models
-from likeness.analysis import FACE_SCHEMA, faces_path, read_faces
 from likeness.case import load_case
 from likeness.embeddings import embed_photos
+from likeness.faces_table import FACE_SCHEMA, faces_path, read_faces
 
 MIRANDA = TESTDATA / "face_recognition/examples/lin-manuel-miranda.png"
 # Shot boundaries of the Hamilton clip, annotated by eye (and where the mean frame difference

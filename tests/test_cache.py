@@ -21,8 +21,9 @@ import pytest
 
 from casedata import ELON_REFERENCE, LFW, SWAP, TESTDATA, write_case
 from likeness import cache, embeddings, faces, inference, models, processing_log, runfolder
-from likeness.analysis import analyze_case, read_faces
+from likeness.analysis import analyze_case
 from likeness.case import load_case
+from likeness.faces_table import read_faces
 
 OBAMA = TESTDATA / "face_recognition/examples/obama.jpg"
 

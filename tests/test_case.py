@@ -9,8 +9,7 @@ import yaml
 
 from casedata import ELON_REFERENCE, LFW, SWAP, write_case
 from likeness import case as case_module
-from likeness.case import load_case, override_analysis, population_photos
-from likeness.case_photos import population_exclude
+from likeness.case import load_case, override_analysis, population_exclude, population_photos
 from likeness.errors import CaseError
 
 

@@ -15,9 +15,10 @@ import pytest
 
 from casedata import ELON_REFERENCE, LFW, MARK_REFERENCE, SWAP, TESTDATA, write_case
 from likeness import embeddings, faces, models
-from likeness.analysis import analyze_episode, read_faces
+from likeness.analysis import analyze_episode
 from likeness.case import load_case
 from likeness.errors import ModelWeightsError
+from likeness.faces_table import read_faces
 from likeness.files import sha256_file
 
 DLIB = models.DLIB_MODEL

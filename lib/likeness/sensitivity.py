@@ -71,7 +71,7 @@ def sensitivity_table(
     """Every variant of every factor (see the module docstring), one row per episode.
 
     ``faces_by_episode``: per episode, its faces table (``track_id``, ``quality``) and their
-    embeddings row for row (:func:`likeness.episodes.read_episode_faces`).
+    embeddings row for row (:func:`likeness.faces_table.read_episode_faces`).
     """
     params = case.analysis
     norm = None if params.normalisation == "none" else "as-norm"

@@ -159,7 +159,7 @@ def write_episode_stills(case, run_dir: Path | str, out_dir: Path | str | None =
     """``stills_<episode>.png/.svg`` for every episode with a face, into ``out_dir`` (default
     ``run_dir/figures``); each reference photo is labelled with its score against the
     episode's strongest track."""
-    from likeness.analysis import faces_path, read_faces
+    from likeness.faces_table import faces_path, read_faces
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "figures"

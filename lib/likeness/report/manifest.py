@@ -17,11 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from likeness import analysis
 from likeness import case as case_module
-from likeness.analysis import package_versions
-from likeness.case import Case, project_root
-from likeness.case_photos import population_exclude
+from likeness.case import Case, population_exclude, project_root
 from likeness.errors import ReportError
 from likeness.files import sha256_file, write_json_atomic
 from likeness.report.layout import (
@@ -36,6 +33,7 @@ from likeness.report.layout import (
 # The report folder's lock and its run-folder record (written when the lock is released, after
 # the manifest) are not outputs; the analysis folder's record is.
 from likeness.runfolder import LOCK_FILE, OUTPUTS_FILE
+from likeness.versions import package_versions, software_versions
 
 
 def notebook_parameters(case: Case, analysis_dir: Path) -> dict[str, Any]:
@@ -74,7 +72,7 @@ def environment_record() -> dict[str, Any]:
     """Python, platform, key package versions and the lock file's hash."""
     lock = project_root() / "requirements.lock"
     return {
-        **analysis.software_versions(),
+        **software_versions(),
         "python_executable": sys.executable,
         "machine": platform.machine(),
         "requirements_lock_sha256": sha256_file(lock) if lock.is_file() else None,

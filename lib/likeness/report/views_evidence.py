@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from likeness import analysis
+from likeness import faces_table
 from likeness.case import Case, load_case, override_analysis
 from likeness.errors import ReportError
 from likeness.intake import load_intake
@@ -206,10 +206,10 @@ def warnings_table(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
 def read_faces(run_dir: str | os.PathLike[str], episode: str) -> pd.DataFrame:
     """The faces table of one episode (without the embeddings)."""
     try:
-        return analysis.read_faces(Path(run_dir), episode, embeddings=False)
+        return faces_table.read_faces(Path(run_dir), episode, embeddings=False)
     except FileNotFoundError as exc:
         raise ReportError(
-            f"{analysis.faces_path(Path(run_dir), episode)} does not exist: "
+            f"{faces_table.faces_path(Path(run_dir), episode)} does not exist: "
             "the episode was not analysed"
         ) from exc
 
@@ -228,7 +228,7 @@ def faces_summary_table(case: Case, run_dir: str | os.PathLike[str]) -> pd.DataF
             "faces": int(status.get("n_faces", 0)),
             "status": status.get("status", "not analysed"),
         }
-        faces_file = analysis.faces_path(Path(run_dir), episode.id)
+        faces_file = faces_table.faces_path(Path(run_dir), episode.id)
         if faces_file.is_file():
             f = read_faces(run_dir, episode.id)
             row.update({

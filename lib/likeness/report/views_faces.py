@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from likeness import analysis
+from likeness import faces_table
 from likeness.case import Case
 from likeness.report import columns
 from likeness.report.render import figure_grid_html, show_markdown, show_table
@@ -60,10 +60,10 @@ def reference_scores_table(case: Case, run_dir: str | os.PathLike[str]) -> pd.Da
                           "status": references["status"].to_numpy()})
     for episode in case.episodes:
         ep_tracks = tracks[tracks["episode"] == episode.id]
-        if ep_tracks.empty or not analysis.faces_path(run_dir, episode.id).is_file():
+        if ep_tracks.empty or not faces_table.faces_path(run_dir, episode.id).is_file():
             continue
         best = int(ep_tracks["track_id"].iloc[0])
-        faces = analysis.read_faces(run_dir, episode.id, embeddings=True)
+        faces = faces_table.read_faces(run_dir, episode.id, embeddings=True)
         scores = reference_track_scores(faces, references, [best])[best]
         table[f"{episode.id} t{best}"] = [scores.get(str(p), np.nan) for p in references["path"]]
     return table

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from likeness.case import Case
-from likeness.case_photos import population_exclude
+from likeness.case import Case, population_exclude
 from likeness.population import describe_population, matching_identities
 from likeness.provenance import NOT_RECORDED
 

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from likeness import models
-from likeness.analysis import software_versions
 from likeness.calibration import describe_calibrator
 from likeness.files import (
     atomic_path,
@@ -38,6 +37,7 @@ from likeness.files import (
 )
 from likeness.screen.labels import LABEL_COLUMNS, LABEL_FORMATS
 from likeness.screen.worker import Watch
+from likeness.versions import software_versions
 
 HIT_COLUMNS = ["video", "video_sha256", "track_id", "person", "start_s", "end_s",
                "screen_seconds", "log10_lr", "lineup_rank", "lineup_n", "thumbnail"]
