@@ -119,7 +119,8 @@ def test_face_scores_without_references_are_nan_not_an_error(population):
     emb = sc.embedding_matrix(sc.usable_photos(population)["embedding"])[:3]
     faces = pd.DataFrame({"embedding": list(emb)})
     no_refs = population.iloc[:0]
-    scored, matrix, _names = sc.face_scores(faces, emb, no_refs, population, 3, seed=1)
+    faces["track_id"], faces["quality"] = [1, 1, 2], 1.0
+    scored, tracks, matrix, _names = sc.face_scores(faces, emb, no_refs, population, 3, seed=1)
     assert scored["score"].isna().all()
     assert "embedding" not in scored.columns
-    assert matrix.shape == (3, len(IDENTITIES))
+    assert list(tracks) == [1, 2] and matrix.shape == (2, len(IDENTITIES))

@@ -82,9 +82,14 @@ def top_stats(scores: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_side(cohort: Cohort, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mu_t, sd_t) of each face (rows of an L2-normalised matrix) against the cohort."""
-    matrix, _ = sc.identity_score_matrix(faces, cohort.sets, cohort.top_k)
-    return top_stats(matrix, cohort.effective_size)
+    """(mu_t, sd_t) of each face (rows of an L2-normalised matrix) against the cohort, a
+    block of faces at a time (a long episode's whole faces x cohort matrix is never held)."""
+    mu, sd = np.zeros(len(faces)), np.ones(len(faces))
+    _, blocks = sc.identity_score_blocks(faces, cohort.sets, cohort.top_k)
+    for lo, block in blocks:
+        mu[lo : lo + len(block)], sd[lo : lo + len(block)] = top_stats(
+            block, cohort.effective_size)
+    return mu, sd
 
 
 def enrolment_side(

@@ -172,8 +172,8 @@ def score_episode(
     order = np.lexsort((faces["box_x1"].to_numpy(), faces["frame_index"].to_numpy(),
                         faces["track_id"].to_numpy()))  # stable: by track, frame, box
     faces, emb = faces.iloc[order], emb[order]
-    scored, matrix, identities = sc.face_scores(faces, emb, references, population, top_k,
-                                                seed=seed)
+    scored, _, track_matrix, identities = sc.face_scores(faces, emb, references, population,
+                                                         top_k, seed=seed)
     refs = sc.embedding_matrix(sc.usable_photos(references)["embedding"])
     scored = scored.rename(columns={"score": "raw_score"})
     scored["score"] = ev.normalised_scores(calibration, emb, refs, scored["raw_score"])
@@ -195,7 +195,6 @@ def score_episode(
     track_ids = scored["track_id"].to_numpy()
     tracks, track_scores = sc.track_weighted_mean(track_ids, weights, scored["score"])
     _, track_raw = sc.track_weighted_mean(track_ids, weights, scored["raw_score"])
-    _, track_matrix = sc.track_weighted_mean(track_ids, weights, matrix)
     _, track_emb = sc.track_weighted_mean(track_ids, weights, emb)
     track_emb = sc.embedding_matrix(track_emb)
     track_llr = cal.log10_lr(calibrator, track_scores)

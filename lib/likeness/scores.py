@@ -26,7 +26,7 @@ scores it is applied to:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -140,20 +140,21 @@ def reference_sets(population: pd.DataFrame, n_photos: int | None, seed: int) ->
     return photos.iloc[sorted(keep)].reset_index(drop=True)
 
 
-def identity_score_matrix(
+def identity_score_blocks(
     faces: np.ndarray, population: pd.DataFrame, top_k: int
-) -> tuple[np.ndarray, list[str]]:
-    """Score every face against every population identity (vectorised).
+) -> tuple[list[str], Iterator[tuple[int, np.ndarray]]]:
+    """Score every face against every population identity, ``FACE_BLOCK`` faces at a time.
 
     ``population`` holds ``identity`` and ``embedding`` columns (e.g. the output of
-    :func:`reference_sets`). Returns the (faces x identities) matrix of scores under the
-    declared top-k rule and the identity names (sorted), the columns of the matrix.
+    :func:`reference_sets`). Returns the identity names (sorted) and an iterator of
+    ``(first row, (rows, identities) scores)`` under the declared top-k rule, in row order.
+    A long episode's full matrix would cost 8 bytes per face and identity (140 MB for 10,000
+    faces and 1,700 identities); callers that only need ranks or track means never hold it.
     """
     photos = usable_photos(population).sort_values(["identity", "path"], kind="stable")
     identities = sorted(photos["identity"].unique().tolist())
-    n_faces = len(faces)
-    if n_faces == 0 or not identities:
-        return np.zeros((n_faces, len(identities))), identities
+    if len(faces) == 0 or not identities:
+        return identities, iter([(0, np.zeros((len(faces), len(identities))))])
     emb = embedding_matrix(photos["embedding"])
     codes = pd.Categorical(photos["identity"], categories=identities).codes
     counts = np.bincount(codes, minlength=len(identities))
@@ -167,14 +168,30 @@ def identity_score_matrix(
     k = np.minimum(int(top_k), counts)  # effective k per identity
     k_max = int(k.max())
     in_top = np.arange(k_max)[None, :] < k[:, None]  # (identities, k_max)
-    scores = np.empty((n_faces, len(identities)), dtype=np.float64)
-    for lo in range(0, n_faces, FACE_BLOCK):
-        sims = cosine_similarity(faces[lo : lo + FACE_BLOCK], emb)
-        block = sims[:, np.where(slots >= 0, slots, 0)]  # (b, identities, width)
-        block[:, slots < 0] = -np.inf
-        top = -np.sort(-block, axis=2)[:, :, :k_max]  # descending; pads sort last
-        top = np.where(in_top[None], top, 0.0)
-        scores[lo : lo + FACE_BLOCK] = top.sum(axis=2) / k[None, :]
+
+    def blocks() -> Iterator[tuple[int, np.ndarray]]:
+        for lo in range(0, len(faces), FACE_BLOCK):
+            sims = cosine_similarity(faces[lo : lo + FACE_BLOCK], emb)
+            block = sims[:, np.where(slots >= 0, slots, 0)]  # (b, identities, width)
+            block[:, slots < 0] = -np.inf
+            top = -np.sort(-block, axis=2)[:, :, :k_max]  # descending; pads sort last
+            top = np.where(in_top[None], top, 0.0)
+            # C order, as rows of a whole matrix are: numpy's row reductions (the cohort's top
+            # statistics) round differently on a column-major block.
+            yield lo, np.ascontiguousarray(top.sum(axis=2) / k[None, :], dtype=np.float64)
+
+    return identities, blocks()
+
+
+def identity_score_matrix(
+    faces: np.ndarray, population: pd.DataFrame, top_k: int
+) -> tuple[np.ndarray, list[str]]:
+    """The (faces x identities) matrix of :func:`identity_score_blocks` and the identity names
+    (sorted), the columns of the matrix."""
+    identities, blocks = identity_score_blocks(faces, population, top_k)
+    scores = np.empty((len(faces), len(identities)), dtype=np.float64)
+    for lo, block in blocks:
+        scores[lo : lo + len(block)] = block
     return scores, identities
 
 
@@ -197,6 +214,29 @@ def quality_weights(quality: pd.Series | np.ndarray) -> np.ndarray:
     return np.clip(q, QUALITY_FLOOR, 1.0)
 
 
+class TrackMeans:
+    """Quality-weighted means of rows of values per track, accumulated block by block.
+
+    ``add(first_row, values)`` takes the rows of values in row order, so a long episode's
+    (faces, m) values never need to exist at once; the sums are the same as in one call.
+    """
+
+    def __init__(self, track_ids: np.ndarray, weights: np.ndarray, width: int) -> None:
+        self.tracks, self.codes = np.unique(np.asarray(track_ids), return_inverse=True)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.weight_sums = np.bincount(self.codes, weights=self.weights,
+                                       minlength=len(self.tracks))
+        self.sums = np.zeros((len(self.tracks), width))
+
+    def add(self, first_row: int, values: np.ndarray) -> None:
+        rows = slice(first_row, first_row + len(values))
+        np.add.at(self.sums, self.codes[rows], self.weights[rows, None] * values)
+
+    def means(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted unique track ids and the (tracks, m) means."""
+        return self.tracks, self.sums / self.weight_sums[:, None]
+
+
 def track_weighted_mean(
     track_ids: np.ndarray, weights: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -204,21 +244,20 @@ def track_weighted_mean(
 
     Returns the sorted unique track ids and the per-track means ((tracks,) or (tracks, m)).
     """
-    tracks, codes = np.unique(np.asarray(track_ids), return_inverse=True)
     values = np.asarray(values)
-    w = np.asarray(weights, dtype=np.float64)
-    wsum = np.bincount(codes, weights=w, minlength=len(tracks))
     if values.ndim == 1:
-        values = values.astype(np.float64, copy=False)
-        sums = np.bincount(codes, weights=w * values, minlength=len(tracks))
+        tracks, codes = np.unique(np.asarray(track_ids), return_inverse=True)
+        w = np.asarray(weights, dtype=np.float64)
+        wsum = np.bincount(codes, weights=w, minlength=len(tracks))
+        sums = np.bincount(codes, weights=w * values.astype(np.float64, copy=False),
+                           minlength=len(tracks))
         return tracks, sums / wsum
-    # In blocks of rows, in row order (the same sums as one call): a float64 copy of a long
-    # episode's (faces, 512) embeddings would cost 40 MB per 10,000 faces.
-    sums = np.zeros((len(tracks), values.shape[1]))
+    # In blocks of rows: a float64 copy of a long episode's (faces, 512) embeddings would cost
+    # 40 MB per 10,000 faces.
+    means = TrackMeans(track_ids, weights, values.shape[1])
     for lo in range(0, len(values), FACE_BLOCK):
-        rows = slice(lo, lo + FACE_BLOCK)
-        np.add.at(sums, codes[rows], w[rows, None] * values[rows])
-    return tracks, sums / wsum[:, None]
+        means.add(lo, values[lo : lo + FACE_BLOCK])
+    return means.means()
 
 
 def face_scores(
@@ -229,19 +268,23 @@ def face_scores(
     top_k: int,
     *,
     seed: int,
-) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[str]]:
     """Score the faces of one episode against the claimant and the population lineup.
 
-    ``faces`` is a faces table (contract columns; an ``embedding`` column, if there, is left
-    out of the result) and ``emb`` its embeddings, one L2-normalised row per face in the same
-    order (:func:`embedding_matrix`); ``references`` and ``population`` are ``embed_photos``
-    tables (``population`` with ``identity``). Returns
+    ``faces`` is a faces table (contract columns, at least ``track_id`` and ``quality``; an
+    ``embedding`` column, if there, is left out of the result) and ``emb`` its embeddings,
+    one L2-normalised row per face in the same order (:func:`embedding_matrix`);
+    ``references`` and ``population`` are ``embed_photos`` tables (``population`` with
+    ``identity``). Returns
 
     * the faces table without embeddings plus ``score``, ``best`` (against the claimant's
       usable references), ``lineup_rank`` and ``lineup_n``;
-    * the (faces x identities) population score matrix (lineup members represented by as many
-      photos as there are usable references, see :func:`reference_sets`);
-    * the identity names (columns of the matrix).
+    * the track ids (sorted) and the (tracks x identities) quality-weighted mean population
+      scores (lineup members represented by as many photos as there are usable references,
+      see :func:`reference_sets`), which rank the claimant's track scores in the lineup;
+    * the identity names (columns of that matrix).
+
+    The (faces x identities) scores are used block by block and never held whole.
     """
     if len(emb) != len(faces):
         raise ValueError(f"{len(emb)} embeddings for {len(faces)} faces")
@@ -251,7 +294,15 @@ def face_scores(
     scored["score"] = claimant["score"].to_numpy()
     scored["best"] = claimant["best"].to_numpy()
     lineup = reference_sets(population, max(len(refs), 1), seed)
-    matrix, identities = identity_score_matrix(emb, lineup, top_k)
-    scored["lineup_rank"] = lineup_rank(scored["score"].to_numpy(), matrix)
+    identities, blocks = identity_score_blocks(emb, lineup, top_k)
+    scores = scored["score"].to_numpy()
+    ranks = np.ones(len(scored), dtype=np.int64)
+    means = TrackMeans(scored["track_id"].to_numpy(), quality_weights(scored["quality"]),
+                       len(identities))
+    for lo, block in blocks:
+        ranks[lo : lo + len(block)] = lineup_rank(scores[lo : lo + len(block)], block)
+        means.add(lo, block)
+    scored["lineup_rank"] = ranks
     scored["lineup_n"] = np.int64(len(identities) + 1)
-    return scored, matrix, identities
+    tracks, track_matrix = means.means()
+    return scored, tracks, track_matrix, identities

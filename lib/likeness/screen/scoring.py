@@ -78,12 +78,11 @@ def score_tracks(
         return pd.DataFrame({c: [] for c in TRACK_SCORE_COLUMNS})
     faces = faces.sort_values(["track_id", "frame_index", "box_x1"], kind="stable")
     emb = sc.embedding_matrix(faces["embedding"])
-    scored, matrix, identities = sc.face_scores(faces, emb, references, lineup, top_k,
-                                                seed=seed)
+    scored, _, track_matrix, identities = sc.face_scores(faces, emb, references, lineup,
+                                                         top_k, seed=seed)
     weights = sc.quality_weights(scored["quality"])
     track_ids = scored["track_id"].to_numpy()
     tracks, raw_scores = sc.track_weighted_mean(track_ids, weights, scored["score"])
-    _, track_matrix = sc.track_weighted_mean(track_ids, weights, matrix)
     if calibration is None:
         track_scores, llr = raw_scores, np.full(len(tracks), np.nan)
     else:
