@@ -124,3 +124,54 @@ def test_face_scores_without_references_are_nan_not_an_error(population):
     assert scored["score"].isna().all()
     assert "embedding" not in scored.columns
     assert list(tracks) == [1, 2] and matrix.shape == (2, len(IDENTITIES))
+
+
+def test_embeddings_read_as_one_arrow_column_equal_the_row_by_row_matrix(population, tmp_path):
+    """The faces table's embedding column, read with pyarrow in one step, gives the same
+    float32 matrix as stacking the rows (what the scoring read before)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = list(sc.embedding_matrix(sc.usable_photos(population)["embedding"]))
+    path = tmp_path / "faces.parquet"
+    pq.write_table(pa.table({"embedding": pa.array(rows, pa.list_(pa.float32(), 512))}), path)
+    column = pq.read_table(path).column("embedding")
+    assert column.num_chunks >= 1
+    np.testing.assert_array_equal(sc.embedding_matrix(column), sc.embedding_matrix(rows))
+    assert sc.embedding_matrix(column.slice(0, 0)).shape == (0, 512)
+
+
+def test_block_by_block_scoring_gives_the_numbers_of_whole_matrices(population, monkeypatch):
+    """Lineup ranks, track means and the cohort statistics taken a few faces at a time (as a
+    long episode is scored) are bit for bit those computed from whole (faces x identities)
+    matrices, as the scoring did before it streamed them."""
+    from likeness import cohort as coh
+
+    monkeypatch.setattr(sc, "FACE_BLOCK", 5)  # several blocks, the last one short
+    ok = sc.usable_photos(population).reset_index(drop=True)
+    emb = sc.embedding_matrix(ok["embedding"])
+    faces = pd.DataFrame({"track_id": np.arange(len(ok)) // 4,
+                          "quality": np.linspace(0.0, 1.0, len(ok))})
+    refs = ok[ok["identity"] == "Tony_Blair"].head(3)
+    others = ok[ok["identity"] != "Tony_Blair"]
+    scored, tracks, track_matrix, names = sc.face_scores(faces, emb, refs, others, 3, seed=5)
+
+    whole, whole_names = sc.identity_score_matrix(emb, sc.reference_sets(others, 3, 5), 3)
+    assert names == whole_names and len(tracks) == len(ok) // 4 + (len(ok) % 4 > 0)
+    assert (scored["lineup_rank"] == sc.lineup_rank(scored["score"], whole)).all()
+    codes = np.unique(faces["track_id"], return_inverse=True)[1]
+    weights = sc.quality_weights(faces["quality"])
+    sums = np.zeros((len(tracks), len(names)))
+    np.add.at(sums, codes, weights[:, None] * whole)
+    np.testing.assert_array_equal(track_matrix, sums / np.bincount(codes, weights)[:, None])
+
+    # Row reductions (the cohort's top statistics) round as on a whole matrix's rows only in C
+    # order; with 50 cohort scores a column-major block differs in the last bit.
+    _, blocks = sc.identity_score_blocks(emb, others, 3)
+    assert all(block.flags.c_contiguous for _, block in blocks)
+    cohort = coh.make_cohort(others, 3, 3, seed=5, size=4)
+    cohort_matrix, _ = sc.identity_score_matrix(emb, cohort.sets, cohort.top_k)
+    for streamed, from_whole in zip(coh.test_side(cohort, emb),
+                                    coh.top_stats(cohort_matrix, cohort.effective_size),
+                                    strict=True):
+        np.testing.assert_array_equal(streamed, from_whole)
