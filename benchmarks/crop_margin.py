@@ -1,6 +1,6 @@
 """How wide should the face crop be? The embedder's crop margin decided by evidence.
 
-The crop (:func:`likeness.faces.crop_faces`) widens MTCNN's box by ``CROP_MARGIN`` pixels of
+The crop (:func:`likeness.face_crop.crop_faces`) widens MTCNN's box by ``CROP_MARGIN`` pixels of
 the 160 px crop before the embedder sees it. likeness took 14 from facenet-pytorch's LFW
 evaluation (a VGGFace2 model); the default embedder, FaceNet 20180408-102900 (CASIA-WebFace),
 was trained by its author on wider crops (``align_dataset_mtcnn.py --margin 44`` at 182 px,
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from likeness import embeddings, evidence, faces, inference
+from likeness import embeddings, evidence, face_crop, inference
 from likeness.analysis import analyze_case
 from likeness.calibration import MIN_REFERENCES
 from likeness.case import ANALYSIS_DEFAULTS, load_case, testdata_root
@@ -64,7 +64,7 @@ def series_evidence(folder: Path) -> dict:
     series = testdata_root() / "deepfacelive" / "series_keanu_dev"
     truth = pd.read_csv(series / "truth.tsv", sep="\t")
     swaps = set(truth.loc[truth["claimant_swap"] == "yes", "episode"])
-    run_dir = folder / f"run-{faces.CROP_MARGIN}"
+    run_dir = folder / f"run-{face_crop.CROP_MARGIN}"
     analyze_case(load_case(series / "case.yaml"), run_dir, progress=False)
     episodes = pd.read_csv(run_dir / "episodes.csv").set_index("episode")
     tracks = pd.read_csv(run_dir / "tracks.csv")
@@ -86,12 +86,12 @@ def main() -> None:
     parser.add_argument("--margins", type=int, nargs="+", default=[14, 24, 32, 40])
     parser.add_argument("--json", default=str(ROOT / "benchmarks/results/crop_margin.json"))
     args = parser.parse_args()
-    default = faces.CROP_MARGIN
+    default = face_crop.CROP_MARGIN
     rows = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for margin in args.margins:
-            faces.CROP_MARGIN = margin
+            face_crop.CROP_MARGIN = margin
             t0 = time.perf_counter()
             row = {"margin": margin, "lfw": lfw_evidence(), "series": series_evidence(Path(tmp))}
             row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -101,7 +101,7 @@ def main() -> None:
                   f"EER {lfw['eer']}; series swap min {ser['swap_min_of_max_log10_lr']} "
                   f"other max {ser['other_max_of_max_log10_lr']} gap {ser['score_gap']} "
                   f"({row['seconds']} s)", flush=True)
-    faces.CROP_MARGIN = default
+    face_crop.CROP_MARGIN = default
     result = {
         "what": __doc__.split("\n\n")[0],
         "default_margin": default,

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from likeness import calibration as cal
-from likeness import embeddings, evidence, faces, figures, inference, models
+from likeness import embeddings, evidence, face_crop, figures, inference, models
 from likeness.case import ANALYSIS_DEFAULTS, testdata_root
 from likeness.files import write_json_atomic
 
@@ -166,7 +166,7 @@ def write_summary(result: dict, path: Path | str) -> None:
         "source": "benchmarks/face_size.py (LFW validation half, the analysis's method; "
                   "calibrated at each face size, and with the calibrator of full-size photos)",
         "model": result["method"]["model"],
-        "crop_margin": faces.CROP_MARGIN,
+        "crop_margin": face_crop.CROP_MARGIN,
         "n_identities": result["population"]["n_identities"],
         "sizes": sizes,
     })

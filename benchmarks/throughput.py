@@ -46,7 +46,7 @@ import torch
 from facenet_pytorch import MTCNN
 from PIL import Image
 
-from likeness import analysis, embeddings, faces, faces_table, footage, inference, models
+from likeness import analysis, embeddings, face_crop, faces, faces_table, footage, inference, models
 from likeness.case import ANALYSIS_DEFAULTS, AnalysisParams, Case, Episode, testdata_root
 
 RESOLUTIONS = {"1080p": 1080, "720p": 720, "540p": 540}
@@ -323,7 +323,7 @@ def stage_timings(
 
     # Embedding alone: the crops of those frames, repeated as needed (deterministic).
     crops = np.concatenate(
-        [faces.crop_faces(f, d.boxes, d.landmarks) for f, d in zip(frames, dets, strict=True)]
+        [face_crop.crop_faces(f, d.boxes, d.landmarks) for f, d in zip(frames, dets, strict=True)]
     )
     if len(crops) == 0:
         out["embed"] = "no faces found in the stage frames"
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                args.frames, height) for i in b.frame_index]
     first = next(limited_frames(video, None, 1, 1, height)).images[0]
     warm = faces.detect_batch(detector, [first])
-    embeddings.embed_crops(model, faces.crop_faces(first, warm[0].boxes, warm[0].landmarks))
+    embeddings.embed_crops(model, face_crop.crop_faces(first, warm[0].boxes, warm[0].landmarks))
     with torch.no_grad():
         warm_faces = mtcnn(Image.fromarray(first))
         if warm_faces is not None:

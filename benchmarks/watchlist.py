@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from likeness import embeddings, faces, models
+from likeness import embeddings, face_crop, faces, models
 from likeness.case import testdata_root
 from likeness.scores import usable_photos
 from likeness.screen import default_params, scoring
@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.02)
     parser.add_argument("--evidence", default="analyze", choices=sorted(scoring.EVIDENCE_METHODS))
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--crop-margin", type=int, default=faces.CROP_MARGIN,
+    parser.add_argument("--crop-margin", type=int, default=face_crop.CROP_MARGIN,
                         help="the embedder's crop margin (benchmarks/crop_margin.py's study)")
     args = parser.parse_args(argv)
-    faces.CROP_MARGIN = args.crop_margin
+    face_crop.CROP_MARGIN = args.crop_margin
     params = default_params()
     start = time.perf_counter()
     photos = load_lfw(params)
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "at_t_W": at(t_w) if t_w is not None else None,
         "at_1.0": at(1.0), "at_2.0": at(2.0), "at_3.0": at(3.0),
         "evidence_method": args.evidence,
-        "crop_margin": faces.CROP_MARGIN,
+        "crop_margin": face_crop.CROP_MARGIN,
         "seconds": round(time.perf_counter() - start, 1),
         "curve": table.round(6).to_dict("records"),
     }

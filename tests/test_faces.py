@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from casedata import TESTDATA
-from likeness import faces
+from likeness import face_crop, faces
 from likeness.embeddings import read_rgb
 
 
@@ -39,14 +39,14 @@ def test_batched_detection_equals_one_by_one(detector, multiface):
 
 def test_crops_are_aligned_and_sized(detector, multiface):
     (det,) = faces.detect_batch(detector, [multiface], min_prob=0.9)
-    crops = faces.crop_faces(multiface, det.boxes, det.landmarks)
+    crops = face_crop.crop_faces(multiface, det.boxes, det.landmarks)
     assert crops.shape == (6, 160, 160, 3) and crops.dtype == np.uint8
     # After alignment the eyes are level: re-detecting on the crops finds ~0 degrees of roll,
     # while the original faces are tilted by up to 11 degrees.
     redetected = faces.detect_batch(detector, list(crops), min_prob=0.9)
     assert all(len(d) >= 1 for d in redetected)
-    roll_after = np.array([abs(faces.roll_degrees(d.landmarks[:1]))[0] for d in redetected])
-    roll_before = np.abs(faces.roll_degrees(det.landmarks))
+    roll_after = np.array([abs(face_crop.roll_degrees(d.landmarks[:1]))[0] for d in redetected])
+    roll_before = np.abs(face_crop.roll_degrees(det.landmarks))
     assert roll_before.max() > 5
     assert roll_after.max() < 3
 
@@ -55,10 +55,10 @@ def test_quality_drops_for_small_and_blurred_faces(detector, multiface):
     import cv2
 
     (det,) = faces.detect_batch(detector, [multiface], min_prob=0.9)
-    sharp_rows = faces.face_rows(det, faces.crop_faces(multiface, det.boxes, det.landmarks))
+    sharp_rows = faces.face_rows(det, face_crop.crop_faces(multiface, det.boxes, det.landmarks))
     blurred = cv2.GaussianBlur(multiface, (0, 0), 4)
     (det_b,) = faces.detect_batch(detector, [blurred], min_prob=0.9)
-    blur_rows = faces.face_rows(det_b, faces.crop_faces(blurred, det_b.boxes, det_b.landmarks))
+    blur_rows = faces.face_rows(det_b, face_crop.crop_faces(blurred, det_b.boxes, det_b.landmarks))
     assert blur_rows["sharpness"].mean() < 0.5 * sharp_rows["sharpness"].mean()
     assert blur_rows["quality"].mean() < sharp_rows["quality"].mean()
     assert sharp_rows["quality"].between(0, 1).all()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from casedata import ELON_REFERENCE, LFW, TESTDATA
-from likeness import embeddings, faces, footage, inference, models
+from likeness import embeddings, face_crop, faces, footage, inference, models
 from likeness.embeddings import read_rgb
 
 VIDEO = TESTDATA / "facenet-pytorch/examples/video.mp4"
@@ -99,7 +99,7 @@ def test_embedder_matches_torch_on_real_crops(torch_nets, compiled_nets, frames)
     _, _, model = compiled_nets
     detector = torch_nets[0]
     crops = np.concatenate(
-        [faces.crop_faces(f, d.boxes, d.landmarks)
+        [face_crop.crop_faces(f, d.boxes, d.landmarks)
          for f, d in zip(frames, faces.detect_batch(detector, frames), strict=True)]
     )
     assert len(crops) >= 6

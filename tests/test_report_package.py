@@ -9,7 +9,7 @@ from pathlib import Path
 
 import likeness.report as report
 from casedata import ELON_REFERENCE, SWAP_EPISODES, write_case
-from likeness import faces
+from likeness import face_crop
 from likeness.case import load_case, override_analysis
 from likeness.report.prose import FACE_SIZE_EVIDENCE
 
@@ -55,7 +55,7 @@ def test_the_report_says_which_faces_the_analysis_cannot_see(tmp_path):
     assert (f"and {at30['genuine_median_log10_lr']:+.2f} (10th percentile "
             f"{at30['genuine_p10_log10_lr']:+.2f}) with one fitted on faces of that size") in text
     # The study was run with the analysis's crop (rerun benchmarks/face_size.py when it changes).
-    assert measured["crop_margin"] == faces.CROP_MARGIN
+    assert measured["crop_margin"] == face_crop.CROP_MARGIN
     assert f"(benchmarks/face_size.py, model {measured['model']})." in text
     other = override_analysis(case, {"model": "dlib-resnet-v1"})
     assert "not this analysis's model dlib-resnet-v1" in report.detection_scale_markdown(other)

@@ -36,6 +36,7 @@ from likeness import (
     cache,
     case_photos,
     embeddings,
+    face_crop,
     faces,
     footage,
     inference,
@@ -140,7 +141,7 @@ def analyze_episode(
                 )
             ]
             crops = [
-                faces.crop_faces(img, d.boxes, d.landmarks)
+                face_crop.crop_faces(img, d.boxes, d.landmarks)
                 for img, d in zip(batch.images, dets, strict=True)
             ]
             emb = embeddings.embed_faces(
@@ -189,7 +190,7 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
         "min_face_size": params.min_face_size,
         "min_detection_prob": params.min_detection_prob,
         "model_sha256": models.model_spec(params.model).sha256,
-        "crop": [faces.CROP_SIZE, faces.CROP_MARGIN],
+        "crop": [face_crop.CROP_SIZE, face_crop.CROP_MARGIN],
     }
     runtime = inference.runtime_name(faces.resolve_device(params.device))
     if runtime != "torch":  # equal to PyTorch's faces to float rounding, not bit for bit
@@ -258,8 +259,8 @@ def _analysis_record(case: Case) -> dict[str, Any]:
         "model": models.model_record(case.analysis.model),
         "detector": {
             "name": "MTCNN (facenet-pytorch)",
-            "crop_size": faces.CROP_SIZE,
-            "crop_margin": faces.CROP_MARGIN,
+            "crop_size": face_crop.CROP_SIZE,
+            "crop_margin": face_crop.CROP_MARGIN,
             "aligned": True,
         },
         "inference": inference.runtime_versions(

@@ -1,7 +1,7 @@
 """Embeddings: detected faces to L2-normalised vectors, and still photos to embedded faces.
 
 Every face, from footage or from a photo, goes through the same detector, the same crop
-(:func:`likeness.faces.crop_faces`) and the same embedder, so that questioned faces and
+(:func:`likeness.face_crop.crop_faces`) and the same embedder, so that questioned faces and
 reference faces are comparable. :func:`embed_faces` is the one entry for every model: the
 FaceNet models embed the 160x160 crops (512-d), dlib's model aligns each face itself from the
 image and the detector's box (128-d). Photos are cached by model and by the SHA-256 of the file, so
@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from likeness import cache, faces, inference, models
+from likeness import cache, face_crop, faces, inference, models
 from likeness.case import population_photos
 from likeness.files import prefetch, sha256_file
 
@@ -94,7 +94,7 @@ def embed_faces(
 ) -> np.ndarray:
     """Embed every detected face of ``images``, in order: (total faces, dim) float32.
 
-    ``crops`` are :func:`likeness.faces.crop_faces` of each image's detections; FaceNet embeds
+    ``crops`` are :func:`likeness.face_crop.crop_faces` of each image's detections; FaceNet embeds
     them, an embedder with its own alignment (dlib) reads the image and the boxes instead.
     """
     if isinstance(model, torch.nn.Module):
@@ -194,7 +194,7 @@ def _detector_key(min_face_size: int, runtimes: tuple[str, str] = ("torch", "tor
     settings: dict = {
         "v": PHOTO_CACHE_VERSION,
         "min_face_size": min_face_size,
-        "crop": [faces.CROP_SIZE, faces.CROP_MARGIN],
+        "crop": [face_crop.CROP_SIZE, face_crop.CROP_MARGIN],
     }
     if runtimes != ("torch", "torch"):
         # Another runtime gives the same faces and embeddings to float rounding, not bit for
@@ -280,7 +280,8 @@ def _embed_group(
     one embedder call; returns each photo's arrays (as cached)."""
     dets = faces.detect_batch(detector, [img for _, img in group])
     crops = [
-        faces.crop_faces(img, d.boxes, d.landmarks) for (_, img), d in zip(group, dets, strict=True)
+        face_crop.crop_faces(img, d.boxes, d.landmarks)
+        for (_, img), d in zip(group, dets, strict=True)
     ]
     n_faces = sum(len(d) for d in dets)
     emb = (embed_faces(model, [img for _, img in group], dets, crops) if n_faces

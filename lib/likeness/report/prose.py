@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from likeness import face_crop
 from likeness.case import Case
 from likeness.report import columns
 from likeness.report.layout import ANALYSIS_DIR
@@ -127,8 +128,6 @@ FACE_SIZE_EVIDENCE = Path(__file__).resolve().parents[1] / "face_size_evidence.j
 def detection_scale_markdown(case: Case, evidence_file: Path = FACE_SIZE_EVIDENCE) -> str:
     """What the analysis cannot see: faces below the case's ``min_face_size``, and what a
     genuine face at that size carries on LFW (the measured size nearest to it)."""
-    from likeness import faces  # here, not above: it loads torch, which the other views skip
-
     n = case.analysis.min_face_size
     text = (f"Faces smaller than {n} px (the side of the detector's box, the parameter "
             "min_face_size) are not detected and so not analysed: the findings say nothing "
@@ -148,9 +147,9 @@ def detection_scale_markdown(case: Case, evidence_file: Path = FACE_SIZE_EVIDENC
         f"(benchmarks/face_size.py, model {measured['model']}"
         + ("" if measured["model"] == case.analysis.model
            else f", not this analysis's model {case.analysis.model}")
-        + ("" if measured.get("crop_margin") == faces.CROP_MARGIN
+        + ("" if measured.get("crop_margin") == face_crop.CROP_MARGIN
            else f"; measured with crop margin {measured.get('crop_margin', 'unrecorded')}, not "
-                f"this analysis's {faces.CROP_MARGIN}") + ")."
+                f"this analysis's {face_crop.CROP_MARGIN}") + ")."
     )
 
 
