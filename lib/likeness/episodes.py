@@ -59,7 +59,7 @@ from likeness import personas as pe
 from likeness import scores as sc
 from likeness.case import Case, claimant_identity_names
 from likeness.errors import record_warning
-from likeness.faces_table import read_episode_faces
+from likeness.faces_table import faces_path, read_episode_faces
 from likeness.files import write_csv_atomic, write_json_atomic, write_parquet_atomic
 from likeness.intake import INTAKE_FILE, load_intake
 
@@ -169,8 +169,7 @@ def score_episode(
     Returns (episode row, tracks table, face table with scores, track mean embeddings): the
     last, one L2-normalised row per track in the tracks table's order, links personas.
     """
-    order = np.lexsort((faces["box_x1"].to_numpy(), faces["frame_index"].to_numpy(),
-                        faces["track_id"].to_numpy()))  # stable: by track, frame, box
+    order = sc.track_order(faces)
     faces, emb = faces.iloc[order], emb[order]
     scored, _, track_matrix, identities = sc.face_scores(faces, emb, references, population,
                                                          top_k, seed=seed)
@@ -385,7 +384,7 @@ def write_episode_results(case: Case, run_dir: Path | str) -> pd.DataFrame:
     rows, track_tables, face_tables, track_embs, faces_by_episode = [], [], [], [], {}
     for episode in case.episodes:
         status = statuses.get(episode.id, {})
-        faces_file = run_dir / "faces" / f"{episode.id}.parquet"
+        faces_file = faces_path(run_dir, episode.id)
         if not faces_file.exists():
             # A failed episode is unknown, not empty: NaN rather than zeros.
             row = {c: np.nan for c in EPISODE_COLUMNS}

@@ -1,7 +1,7 @@
-"""Faces: detection (MTCNN), aligned crops, quality and tracks.
+"""Faces: detection (MTCNN), quality and tracks.
 
-Detection is facenet-pytorch's MTCNN, called on batches of equally sized frames; the crops
-that the embedders take are cut by :mod:`likeness.crops`.
+Detection is facenet-pytorch's MTCNN, called on batches of equally sized frames; the aligned
+crops that the embedders take are cut by :mod:`likeness.face_crop`.
 
 Quality is reported per face so that an expert can see, and the scores can weight, how much
 each face is worth: detection probability, face size in pixels, sharpness and a pose estimate

@@ -48,6 +48,7 @@ def face_schema(embedding_dim: int = 512) -> pa.Schema:
 # The default model's faces table (the column names are the same for every model).
 FACE_SCHEMA = face_schema(512)
 
+
 def faces_path(run_dir: Path, episode_id: str) -> Path:
     return Path(run_dir) / FACES_DIR / f"{episode_id}.parquet"
 

@@ -208,6 +208,13 @@ def lineup_rank(claimant_scores: np.ndarray, identity_scores: np.ndarray) -> np.
     return 1 + (identity_scores > claimant_scores[:, None]).sum(axis=1).astype(np.int64)
 
 
+def track_order(faces: pd.DataFrame) -> np.ndarray:
+    """Row positions of a faces table by track, then frame, then box (a stable sort): the order
+    in which an episode's faces are scored, so that a track's faces are summed in time order."""
+    return np.lexsort((faces["box_x1"].to_numpy(), faces["frame_index"].to_numpy(),
+                       faces["track_id"].to_numpy()))
+
+
 def quality_weights(quality: pd.Series | np.ndarray) -> np.ndarray:
     """Weights of faces in their track: quality in [0, 1], floored at ``QUALITY_FLOOR``."""
     q = np.nan_to_num(np.asarray(quality, dtype=np.float64), nan=0.0)

@@ -139,7 +139,7 @@ def candidates(
     columns = ["track_id", "person", "gallery_score", "gallery_rank"]
     if faces.empty:
         return pd.DataFrame({c: [] for c in columns})
-    faces = faces.sort_values(["track_id", "frame_index", "box_x1"], kind="stable")
+    faces = faces.iloc[sc.track_order(faces)]
     emb = sc.embedding_matrix(faces["embedding"])
     persons = _searched_persons(gallery, emb) if gallery.uses_index else gallery.persons
     photos = gallery.photos[gallery.photos["identity"].isin(persons)]

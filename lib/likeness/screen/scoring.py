@@ -76,7 +76,7 @@ def score_tracks(
     """
     if faces.empty:
         return pd.DataFrame({c: [] for c in TRACK_SCORE_COLUMNS})
-    faces = faces.sort_values(["track_id", "frame_index", "box_x1"], kind="stable")
+    faces = faces.iloc[sc.track_order(faces)]
     emb = sc.embedding_matrix(faces["embedding"])
     scored, _, track_matrix, identities = sc.face_scores(faces, emb, references, lineup,
                                                          top_k, seed=seed)

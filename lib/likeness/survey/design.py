@@ -42,6 +42,7 @@ from PIL import Image
 
 from likeness import scores as sc
 from likeness.case import IMAGE_SUFFIXES, expand_path, load_case
+from likeness.faces_table import faces_path
 from likeness.files import sha256_file, write_bytes_atomic, write_json_atomic
 from likeness.survey import SurveyError
 
@@ -216,7 +217,7 @@ def _write_jpeg(image: Image.Image, path: Path) -> str:
 
 
 def _face_embedding(run_dir: Path, stim: dict) -> np.ndarray:
-    path = run_dir / "faces" / f"{stim['episode']}.parquet"
+    path = faces_path(run_dir, stim["episode"])
     if not path.is_file():
         raise SurveyError(f"{path}: missing: the run folder is incomplete")
     faces = pd.read_parquet(path, columns=["frame_index", "track_id", "embedding"])
