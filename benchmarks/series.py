@@ -19,7 +19,8 @@ a warm-up run and then comes from the cache; the faces tables' cache is emptied 
 run. Timings on a shared machine are noisy: the load average is recorded with every run.
 
     python benchmarks/series.py [--episode-seconds 10] [--episodes 1 2 4 8]
-        [--memory-minutes 1 5 20] [--memory-height 180] [--json OUT] [--figure OUT]
+        [--memory-minutes 1 5 20] [--memory-height 180] [--population DIR] [--json OUT]
+        [--figure OUT]
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def build_episode(
     return path
 
 
-def write_case(folder: Path, episodes: list[Path]) -> Path:
+def write_case(folder: Path, episodes: list[Path], population: Path | None = None) -> Path:
     data = testdata_root()
     case = {
         "case_id": "series-benchmark",
@@ -109,7 +110,7 @@ def write_case(folder: Path, episodes: list[Path]) -> Path:
         },
         "footage": [{"id": f"ep{i + 1:02d}", "path": str(p)} for i, p in enumerate(episodes)],
         "population": {
-            "path": str(data / "lfw" / "images_deepfunneled"),
+            "path": str(population or data / "lfw" / "images_deepfunneled"),
             "exclude": ["Elon_Musk"],
         },
         "analysis": {"sample_fps": SAMPLE_FPS, "max_photos_per_identity": 1},
@@ -186,6 +187,7 @@ def run_one(case_file: Path, out: Path) -> dict:
         "peak_rss_mib": memory.peak_rss / 2**20,
         **spent,
         "rest_s": wall - spent["detect_s"] - spent["embed_s"],
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
     }
@@ -254,6 +256,8 @@ def main() -> None:
     parser.add_argument("--landscape-episodes", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--memory-minutes", type=float, nargs="*", default=[1, 5, 20])
     parser.add_argument("--memory-height", type=int, default=180)
+    parser.add_argument("--population", type=Path, default=None,
+                        help="population folder (one sub-folder per identity; default: LFW)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--figure", type=Path)
     parser.add_argument("--run-one", nargs=3, metavar=("CASE", "OUT", "RESULT"),
@@ -297,10 +301,11 @@ def main() -> None:
                 for i in range(max(counts))
             ]
             if not result["scaling"]:  # warm-up: embeds the population into the cache once
-                measure(write_case(work / "warm-up", episodes[:1]), cache)
+                measure(write_case(work / "warm-up", episodes[:1], args.population), cache)
             result["scaling"][kind] = []
             for n in counts:
-                figures = measure(write_case(work / f"{kind}-{n}", episodes[:n]), cache)
+                case_file = write_case(work / f"{kind}-{n}", episodes[:n], args.population)
+                figures = measure(case_file, cache)
                 result["scaling"][kind].append(figures)
         if args.memory_minutes:
             frames = read_clip(source_clip("landscape"))
@@ -310,7 +315,8 @@ def main() -> None:
                     home / f"memory-{args.memory_height}p-{minutes:g}min.mp4", frames, size,
                     minutes * 60, start=0,
                 )
-                figures = measure(write_case(work / f"memory-{minutes:g}", [episode]), cache)
+                case_file = write_case(work / f"memory-{minutes:g}", [episode], args.population)
+                figures = measure(case_file, cache)
                 result["memory"].append({"minutes": minutes, **figures})
 
     vertical = result["scaling"].get("vertical", [])

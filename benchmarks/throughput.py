@@ -7,7 +7,9 @@ Measures, on one video (default: facenet-pytorch's own 1080p example, every fram
    embedding, tracking and the Parquet faces table: frames/s, faces/s, peak memory.
 2. the peer: the same frames done as facenet-pytorch's examples do them: OpenCV decoding (what
    their ``mmcv.VideoReader`` wraps), a PIL image per frame, ``mtcnn(frame)`` per frame with
-   ``keep_all=True`` (detection and 160 px crops), then InceptionResnetV1 on each face alone.
+   ``keep_all=True`` (detection and 160 px crops), then InceptionResnetV1 on each face alone;
+   or, with ``--peer-batch N``, its batched pipeline (N frames per ``mtcnn`` call, each
+   batch's faces embedded together), the baseline on a GPU.
 3. stages, on the first ``--stage-frames`` frames: decoding alone, detection alone (likeness
    batched vs MTCNN.detect per frame) and embedding alone at batch 1, 64 and 256.
 
@@ -20,13 +22,14 @@ first N frames, resized with OpenCV's area filter, timed as part of decoding); w
 ``analyze_episode`` runs untouched.
 
     python benchmarks/throughput.py [--video PATH] [--device auto] [--sample-fps N]
-        [--frames N] [--resolution 1080p|720p|540p] [--json OUT]
+        [--frames N] [--resolution 1080p|720p|540p] [--peer-batch N] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -208,32 +211,52 @@ def peer_detector(device: torch.device) -> MTCNN:
 
 
 def run_peer(video: Path, wanted: set[int], mtcnn: MTCNN, model, device, args) -> dict:
-    """Per frame: decode, PIL image, mtcnn(frame) (detect + crops), one embedding per face.
+    """Decode, PIL images, ``mtcnn(frames)`` (detect + crops), then the faces embedded.
 
-    ``mtcnn(frame)`` is spelled out as what its ``forward`` does with ``keep_all``
-    (``detect``, then ``extract``), so that the boxes can be compared with likeness's."""
+    With ``--peer-batch 1`` (the default) this is facenet-pytorch's examples frame by frame,
+    one embedding per face. With ``--peer-batch N`` it is its batched pipeline, the one to beat
+    on a GPU: N frames per MTCNN call (facenet-pytorch accepts a list of equally sized images)
+    and each batch's faces embedded in one call. ``mtcnn(frames)`` is spelled out as what its
+    ``forward`` does with ``keep_all`` (``detect``, then ``extract``), so that the boxes can be
+    compared with likeness's."""
     n_frames = n_faces = 0
     found = []
+    batch_size = max(1, args.peer_batch)
+    frames = zip(sorted(wanted), opencv_frames(video, wanted, RESOLUTIONS.get(args.resolution)),
+                 strict=False)
     with PeakMemory(device) as mem:
         start = clock(device)
-        for index, rgb in zip(sorted(wanted), opencv_frames(
-            video, wanted, RESOLUTIONS.get(args.resolution)
-        ), strict=False):
-            image = Image.fromarray(rgb)
-            boxes, probs = mtcnn.detect(image)
-            face_tensors = mtcnn.extract(image, boxes, None)
-            n_frames += 1
-            if face_tensors is None:
-                continue
-            found += [(index, *map(float, b), float(p)) for b, p in zip(boxes, probs, strict=True)]
+        while batch := list(itertools.islice(frames, batch_size)):
+            indices = [index for index, _ in batch]
+            images = [Image.fromarray(rgb) for _, rgb in batch]
+            if batch_size == 1:
+                boxes, probs = mtcnn.detect(images[0])
+                boxes, probs = [boxes], [probs]
+                face_tensors = [mtcnn.extract(images[0], boxes[0], None)]
+            else:
+                boxes, probs = mtcnn.detect(images)
+                face_tensors = mtcnn.extract(images, boxes, None)
+            n_frames += len(batch)
+            stacked = []
+            for index, b, p, f in zip(indices, boxes, probs, face_tensors, strict=True):
+                if f is None:
+                    continue
+                found += [(index, *map(float, bb), float(pp)) for bb, pp in zip(b, p, strict=True)]
+                stacked.append(f)
             with torch.no_grad():
-                for face in face_tensors:
-                    model(face.unsqueeze(0).to(device))
-                    n_faces += 1
+                if batch_size == 1:
+                    for face in (stacked[0] if stacked else []):
+                        model(face.unsqueeze(0).to(device))
+                        n_faces += 1
+                elif stacked:
+                    all_faces = torch.cat(stacked).to(device)
+                    model(all_faces)
+                    n_faces += len(all_faces)
         seconds = clock(device) - start
     return {
         "frames": n_frames,
         "faces": n_faces,
+        "batch": batch_size,
         "seconds": round(seconds, 3),
         "frames_per_s": rate(n_frames, seconds),
         "faces_per_s": rate(n_faces, seconds),
@@ -367,7 +390,9 @@ def print_report(result: dict) -> None:
           f"sample_fps {result['sample_fps']}  frames {like['frames']}")
     header = f"{'':34}{'frames':>7}{'faces':>7}{'s':>9}{'frames/s':>10}{'faces/s':>9}"
     print(header + f"{'peak RSS MiB':>14}{'CUDA MiB':>10}")
-    for name, row in (("likeness analyze_episode", like), ("facenet-pytorch way", peer)):
+    peer_name = ("facenet-pytorch way" if peer["batch"] == 1
+                 else f"facenet-pytorch, {peer['batch']} frames/call")
+    for name, row in (("likeness analyze_episode", like), (peer_name, peer)):
         cuda = "" if row["cuda_peak_mib"] is None else f"{row['cuda_peak_mib']:.0f}"
         print(f"{name:34}{row['frames']:>7}{row['faces']:>7}{row['seconds']:>9.2f}"
               f"{row['frames_per_s']:>10.2f}{row['faces_per_s']:>9.2f}"
@@ -402,6 +427,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="downscale frames to this height before detection")
     parser.add_argument("--batch-size", type=int, default=ANALYSIS_DEFAULTS["detect_batch_size"],
                         help="frames per MTCNN call in likeness")
+    parser.add_argument("--peer-batch", type=int, default=1,
+                        help="frames per facenet-pytorch MTCNN call (1: its examples, frame by "
+                        "frame; more: its batched pipeline, the GPU baseline)")
     parser.add_argument("--stage-frames", type=int, default=16,
                         help="frames for the detection-alone stage timings")
     parser.add_argument("--min-face-size", type=int, default=None,
@@ -437,11 +465,18 @@ def main(argv: list[str] | None = None) -> dict:
                                                args.frames, height) for i in b.frame_index]
     first = next(limited_frames(video, None, 1, 1, height)).images[0]
     warm = faces.detect_batch(detector, [first])
+    if device.type == "cuda":  # analyze_episode detects whole batches there: plan those shapes
+        faces.detect_batch(detector, [first] * params.detect_batch_size)
     embeddings.embed_crops(model, face_crop.crop_faces(first, warm[0].boxes, warm[0].landmarks))
     with torch.no_grad():
         warm_faces = mtcnn(Image.fromarray(first))
         if warm_faces is not None:
             peer_model(warm_faces[:1].to(device))
+        if args.peer_batch > 1:  # cuDNN plans each new input shape on first use
+            warm_faces = mtcnn([Image.fromarray(first)] * args.peer_batch)
+            stacked = [f for f in warm_faces if f is not None]
+            if stacked:
+                peer_model(torch.cat(stacked).to(device))
 
     result: dict = {
         "environment": environment(device),
