@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from likeness import calibration as cal
-from likeness import embeddings, evidence, face_crop, figures, inference, models
+from likeness import embeddings, evidence, face_crop, figures, inference, models, photo_file
 from likeness.case import ANALYSIS_DEFAULTS, testdata_root
 from likeness.files import write_json_atomic
 
@@ -80,7 +80,7 @@ def shrunk_embeddings(photos: pd.DataFrame, size: int, folder: Path) -> pd.DataF
     photo; returns embed_photos' table (status, face_px, embedding) in ``photos``' order."""
     paths = []
     for i, row in enumerate(photos.itertuples()):
-        small = shrink(embeddings.read_rgb(Path(row.path)), float(row.face_px), size)
+        small = shrink(photo_file.read_rgb(Path(row.path)), float(row.face_px), size)
         path = folder / f"{size}_{i:05d}.png"
         cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
         paths.append(path)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from casedata import ELON_REFERENCE, LFW, TESTDATA
-from likeness import embeddings, faces, inference, models
+from likeness import embeddings, faces, inference, models, photo_file
 
 OBAMA = TESTDATA / "face_recognition/examples/obama.jpg"
 OBAMA2 = TESTDATA / "face_recognition/examples/obama2.jpg"
@@ -70,7 +70,7 @@ def test_odd_modes_give_the_same_face(embedder, odd_photos):
 
 
 def test_16_bit_photo_is_scaled_not_clipped(odd_photos):
-    image = embeddings.read_rgb(odd_photos / "grey16.png")
+    image = photo_file.read_rgb(odd_photos / "grey16.png")
     assert image.dtype == np.uint8 and image.shape[2] == 3
     assert 40 < image.mean() < 220  # clipping 16-bit values to 8 bits would give all white
 

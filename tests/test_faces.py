@@ -7,7 +7,7 @@ import pytest
 
 from casedata import TESTDATA
 from likeness import face_crop, faces
-from likeness.embeddings import read_rgb
+from likeness.photo_file import read_rgb
 
 
 @pytest.fixture(scope="module")

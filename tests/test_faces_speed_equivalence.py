@@ -9,7 +9,7 @@ from torch.nn.functional import interpolate
 
 from casedata import TESTDATA
 from likeness import faces, footage, mtcnn
-from likeness.embeddings import read_rgb
+from likeness.photo_file import read_rgb
 
 VIDEO = TESTDATA / "facenet-pytorch/examples/video.mp4"
 

@@ -7,7 +7,7 @@ import pytest
 
 from casedata import ELON_REFERENCE, LFW, TESTDATA
 from likeness import embeddings, face_crop, faces, footage, inference, models
-from likeness.embeddings import read_rgb
+from likeness.photo_file import read_rgb
 
 VIDEO = TESTDATA / "facenet-pytorch/examples/video.mp4"
 COMPILED = ("openvino", "onnxruntime")

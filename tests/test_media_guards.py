@@ -26,7 +26,7 @@ from PIL import Image
 
 import badmedia
 from casedata import ELON_REFERENCE, HAMILTON, LFW, SWAP, write_case
-from likeness import embeddings, footage, probing
+from likeness import footage, photo_file, probing
 from likeness.errors import FootageError, ImageError, LikenessError
 
 PROFILE = settings(
@@ -182,7 +182,7 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 def test_decompression_bomb_is_refused_before_decoding(media):
     bomb = _png_header_only(media / "bomb.png", 30000, 30000)
     with pytest.raises(ImageError) as caught:
-        embeddings.read_rgb(bomb)
+        photo_file.read_rgb(bomb)
     assert str(caught.value) == (
         f"{bomb}: 900,000,000 pixels is more than the 300,000,000 a photo may have (a "
         "decompression bomb or an over-large scan); use a smaller copy of the photo"
@@ -192,7 +192,7 @@ def test_decompression_bomb_is_refused_before_decoding(media):
 def test_very_large_photo_is_reduced_while_decoding(media):
     big = media / "big.jpg"
     Image.new("L", (16000, 12000), 128).save(big, quality=60)
-    image = embeddings.read_rgb(big)
+    image = photo_file.read_rgb(big)
     assert image.shape == (6144, 8192, 3) and image.dtype == np.uint8
     assert abs(int(image[100, 100, 0]) - 128) <= 2
 
@@ -200,7 +200,7 @@ def test_very_large_photo_is_reduced_while_decoding(media):
 def test_tiny_photo_is_refused_with_its_size(media):
     tiny = badmedia.resized_photo(ELON_REFERENCE, media / "tiny.png", (10, 10))
     with pytest.raises(ImageError) as caught:
-        embeddings.read_rgb(tiny)
+        photo_file.read_rgb(tiny)
     assert str(caught.value) == (
         f"{tiny}: 10x10 pixels is too small to hold a usable face (at least 20 px on each "
         "side); use a larger photo"

@@ -173,12 +173,15 @@ def test_rerun_gives_byte_identical_tables_and_figures(reports):
 def test_failing_cell_fails_the_report_and_marks_the_folder(small_case, reports, tmp_path):
     notebooks = tmp_path / "notebooks"
     shutil.copytree(report.notebooks_root(), notebooks)
-    path = notebooks / "recognizability.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "report.show_figure(report.figure_path(run_dir, 'no_such_figure'))"
-    ))
-    nbformat.write(nb, path)
+    # Two failing notebooks: the report notebook starts first (notebooks run side by side),
+    # yet the error named is that of the first failing notebook in the report's order.
+    for name, figure in (("recognizability", "no_such_figure"), ("expert_report", "nor_this")):
+        path = notebooks / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(
+            f"report.show_figure(report.figure_path(run_dir, '{figure}'))"
+        ))
+        nbformat.write(nb, path)
     out = reports[0].parent.parent
     # Reuse the first report's analysis: the analysis is resumable, so this run only renders.
     shutil.copytree(reports[0] / "analysis", out / "report-small" / "failing" / "analysis")
@@ -189,7 +192,13 @@ def test_failing_cell_fails_the_report_and_marks_the_folder(small_case, reports,
     assert "recognizability.ipynb" in message
     assert "report.figure_path(run_dir, 'no_such_figure')" in message
     assert "ReportError" in message and "no_such_figure.png does not exist" in message
+    assert "nor_this" not in message
     folder = out / "report-small" / "failing"
+    # Every notebook ran to its end, the failing ones with their error kept in the copy.
+    for name in report.NOTEBOOKS:
+        assert (folder / "notebooks" / f"{name}.ipynb").is_file(), name
+    executed = nbformat.read(folder / "notebooks" / "expert_report.ipynb", as_version=4)
+    assert "nor_this.png does not exist" in json.dumps(executed.cells[-1].outputs)
     assert (folder / "FAILED").is_file() and not (folder / "RUNNING").exists()
     assert manifest(folder)["status"] == "failed"
     assert not (folder / "report.pdf").exists()

@@ -42,6 +42,11 @@ PNG_METADATA = {"Software": None}
 # Groups with fewer values than this are drawn as ticks, not as a density.
 SMALL_GROUP = 10
 SVG_METADATA = {"Date": None, "Creator": None}
+# Where the title of an image panel (axis off) sits: top edge of the axes, as matplotlib would
+# put it. Given explicitly, matplotlib skips placing it itself, which measures every panel's
+# tick labels on every draw: a third of the time of a figure of 50 photo panels, for the same
+# bytes (the contact sheet and the stills were byte-identical either way).
+TITLE_Y = 1.0
 
 
 @contextlib.contextmanager
@@ -285,8 +290,8 @@ def contact_sheet(
     ``n``. ``references`` is ``references.parquet`` (path, box of the face). Frames are read
     with :func:`likeness.footage.read_frames` (evidence is only read).
     """
-    from likeness.embeddings import read_rgb
     from likeness.footage import read_frames
+    from likeness.photo_file import read_rgb
 
     best = (faces.dropna(subset=["score"])
             .sort_values(["score", "episode", "frame_index"], ascending=[False, True, True],
@@ -317,14 +322,14 @@ def contact_sheet(
         for i, (img, name) in enumerate(ref_imgs):
             ax = fig.add_subplot(grid[i, 0])
             ax.imshow(img)
-            ax.set_title(f"reference\n{name}", fontsize=9)
+            ax.set_title(f"reference\n{name}", fontsize=9, y=TITLE_Y)
             ax.axis("off")
         for j, (idx, r) in enumerate(best.iterrows()):
             ax = fig.add_subplot(grid[j // cols, 1 + j % cols])
             ax.imshow(crop_of[idx])
             ax.set_title(f"{r['episode']}, {timestamp_text(r['time_s'])}\n"
                          f"face log$_{{10}}$ LR {r['log10_lr']:.2f}\nscore {r['score']:.2f}",
-                         fontsize=9)
+                         fontsize=9, y=TITLE_Y)
             ax.axis("off")
         if not len(best):
             fig.text(0.6, 0.5, "no face in the footage", ha="center")

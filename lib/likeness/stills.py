@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from likeness import scores as sc
-from likeness.figures import crop_box, plt, save, style, timestamp_text
+from likeness.figures import TITLE_Y, crop_box, plt, save, style, timestamp_text
 
 # Stills per track and tracks per episode in the figure: enough to see the face turn and to
 # see a second person in a two-person episode, few enough to stay legible on an A4 page.
@@ -66,7 +66,7 @@ def reference_track_scores(
 
 
 def _photo_crop(row: pd.Series) -> np.ndarray:
-    from likeness.embeddings import read_rgb
+    from likeness.photo_file import read_rgb
 
     image = read_rgb(Path(row["path"]))
     if pd.isna(row.get("box_x1")):
@@ -134,7 +134,7 @@ def episode_stills_figure(
             score = f"\nscore {r['score']:.2f}" if "score" in r and pd.notna(r["score"]) else ""
             name = Path(r["path"]).stem
             name = name if len(name) <= 17 else name[:8] + "\u2026" + name[-8:]
-            ax.set_title(f"{role}\n{name}{score}", fontsize=7.5)
+            ax.set_title(f"{role}\n{name}{score}", fontsize=7.5, y=TITLE_Y)
             ax.axis("off")
         for i, (track, stills) in enumerate(strips, start=1):
             for j, (_, face) in enumerate(stills.iterrows()):
@@ -144,7 +144,7 @@ def episode_stills_figure(
                 label = (f"track {int(track['track_id'])}, "
                          f"{_llr_label(track['log10_lr'], bounds)}\n" if j == 0 else "\n")
                 ax.set_title(f"{label}{timestamp_text(face['time_s'])}  q {face['quality']:.2f}",
-                             fontsize=7.5, loc="left")
+                             fontsize=7.5, loc="left", y=TITLE_Y)
                 ax.axis("off")
         if not strips:
             fig.text(0.5, 0.3, f"no face in {episode}", ha="center")
@@ -154,11 +154,11 @@ def episode_stills_figure(
         return save(fig, stem)
 
 
-def write_episode_stills(case, run_dir: Path | str, out_dir: Path | str | None = None
-                         ) -> list[Path]:
-    """``stills_<episode>.png/.svg`` for every episode with a face, into ``out_dir`` (default
-    ``run_dir/figures``); each reference photo is labelled with its score against the
-    episode's strongest track."""
+def write_episode_stills(case, run_dir: Path | str, out_dir: Path | str | None = None,
+                         episodes: Sequence[str] | None = None) -> list[Path]:
+    """``stills_<episode>.png/.svg`` for every episode with a face (or those of ``episodes``,
+    ids), into ``out_dir`` (default ``run_dir/figures``); each reference photo is labelled
+    with its score against the episode's strongest track."""
     from likeness.faces_table import faces_path, read_faces
 
     run_dir = Path(run_dir)
@@ -172,6 +172,8 @@ def write_episode_stills(case, run_dir: Path | str, out_dir: Path | str | None =
               else (None, None))
     written: list[Path] = []
     for episode in case.episodes:
+        if episodes is not None and episode.id not in episodes:
+            continue
         ep_tracks = tracks[tracks["episode"] == episode.id]
         if ep_tracks.empty or not faces_path(run_dir, episode.id).is_file():
             continue

@@ -43,6 +43,7 @@ from likeness.report.build import (
     build_report,
     copy_results,
     execute_notebook,
+    execute_notebooks,
     rerun_command,
     write_figures,
 )
@@ -234,6 +235,7 @@ __all__ = [
     "evidence_table",
     "examiner_table",
     "execute_notebook",
+    "execute_notebooks",
     "export_html",
     "faces_summary_table",
     "figure_grid_html",

@@ -292,8 +292,8 @@ def design_survey(case_path: str | Path, run_dir: str | Path, out_dir: str | Pat
     Writes ``stimuli/*.jpg``, ``photos/*.jpg``, ``design.json`` and ``survey.html`` (the page,
     see :mod:`likeness.survey.page`); returns the design. Evidence is only read.
     """
-    from likeness.embeddings import read_rgb
     from likeness.footage import read_frames
+    from likeness.photo_file import read_rgb
     from likeness.survey.page import write_page
 
     options = options or load_options()
