@@ -6,7 +6,7 @@ the embedder: 64 crops). The three runtimes are timed interleaved, round after r
 best of ``--repeats`` is kept, because the machine is shared; the load average is recorded
 before and after. The largest difference of each runtime's outputs from PyTorch's is reported.
 
-    python benchmarks/runtimes.py [--repeats 3] [--json docs/benchmarks/runtimes.json]
+    python benchmarks/runtimes.py [--repeats 3] [--json benchmarks/results/runtimes.json]
 """
 
 from __future__ import annotations
