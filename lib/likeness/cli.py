@@ -141,10 +141,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from likeness import models
+    from likeness import model_build, models
 
     if args.build:
-        path = models.build_weights(args.build, Path(args.weights) if args.weights else None)
+        path = model_build.build_weights(args.build, Path(args.weights) if args.weights else None)
         print(f"{args.build}: {path}")
     for row in models.models_table().to_dict("records"):
         print(f"{row['name']}:")

