@@ -31,6 +31,31 @@ def _run(capsys, exc: BaseException, **namespace) -> tuple[int, str]:
     return code, lines[0]
 
 
+def test_a_closed_pipe_ends_quietly_with_its_exit_status(tmp_path):
+    # `likeness models --help | head -1`-like: the reader closes the pipe after one line while
+    # likeness still writes; no "internal error", no crash log, exit status 141.
+    script = (
+        "import sys\n"
+        "from likeness import cli\n"
+        "def func(args):\n"
+        "    for _ in range(100000):\n"
+        "        print('x' * 100)\n"
+        "    return 0\n"
+        "import argparse\n"
+        "sys.exit(cli.run_command(argparse.Namespace(command='models', func=func)))\n"
+    )
+    done = subprocess.run(f"'{sys.executable}' -c \"{script}\" | head -1", shell=True,
+                          capture_output=True, text=True, cwd=tmp_path,
+                          executable="/bin/bash")
+    assert done.stdout == "x" * 100 + "\n"
+    assert done.stderr == ""
+    status = subprocess.run(f"'{sys.executable}' -c \"{script}\" | head -1; "
+                            "echo ${PIPESTATUS[0]}", shell=True, capture_output=True, text=True,
+                            cwd=tmp_path, executable="/bin/bash")
+    assert status.stdout.splitlines()[-1] == str(cli.CLOSED_PIPE_EXIT)
+    assert not list(tmp_path.rglob("likeness-error-*.log"))
+
+
 def test_every_exit_status_is_documented_in_help():
     done = subprocess.run([sys.executable, "-m", "likeness.cli", "--help"], capture_output=True,
                           text=True, check=True)

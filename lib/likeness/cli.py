@@ -368,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 INTERNAL_ERROR_EXIT = 70
 INTERRUPTED_EXIT = 130
+# 128 + SIGPIPE, as a shell reports a program whose reader went away.
+CLOSED_PIPE_EXIT = 141
 LOG_DIR_NAME = "logs"
 
 
@@ -422,6 +424,11 @@ def run_command(args: argparse.Namespace) -> int:
     except LikenessError as exc:
         print(f"likeness: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # Not an error of ours: the reader (`| head`) has what it wanted. Quietly, and with
+        # stdout pointed at /dev/null so that Python's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE_EXIT
     except KeyboardInterrupt:
         print(
             "likeness: interrupted; what was finished is kept, run the same command again to "

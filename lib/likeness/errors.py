@@ -98,6 +98,8 @@ EXIT_CODES: dict[int, str] = {
     7: "not enough resources (memory, a requested GPU)",
     70: "internal error (a bug): the message gives the log file holding the traceback",
     130: "interrupted (Ctrl-C); what was finished is kept, run the command again to resume",
+    141: "the program reading the output stopped reading (a closed pipe, as `| head` does); "
+    "what was finished is kept",
 }
 
 
