@@ -56,17 +56,29 @@ def _windows(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return cell * n_in // n_out, -(-(cell + 1) * n_in // n_out)
 
 
-def area_resize(table: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+def area_resize(
+    table: np.ndarray, out_h: int, out_w: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """The whole image of ``table`` area-resized to (out_h, out_w, C) float32, bit for bit
-    ``interpolate(mode="area")`` when every window holds at most EXACT_WINDOW_PIXELS pixels."""
+    ``interpolate(mode="area")`` when every window holds at most EXACT_WINDOW_PIXELS pixels;
+    written into ``out`` when given (a C-contiguous float32 array of that shape)."""
     r0, r1 = _windows(table.shape[0] - 1, out_h)
     c0, c1 = _windows(table.shape[1] - 1, out_w)
-    rows = table[r1] - table[r0]  # (out_h, W + 1, C): sums over each row window
+    # Sums over each row window, then over each column window: integers, exact in int32. In
+    # place where possible: fewer passes over arrays of megabytes (43 instead of 60 ms for the
+    # pyramid of a 1080x1920 frame).
+    sums_rows = np.take(table, r1, axis=0)
+    sums_rows -= np.take(table, r0, axis=0)
     # np.take along the columns is several times faster than fancy indexing there.
-    sums = np.take(rows, c1, axis=1) - np.take(rows, c0, axis=1)
-    kh = (r1 - r0).astype(np.float32)[:, None, None]
-    kw = (c1 - c0).astype(np.float32)[None, :, None]
-    return sums.astype(np.float32) / kh / kw
+    sums = np.take(sums_rows, c1, axis=1)
+    sums -= np.take(sums_rows, c0, axis=1)
+    if out is None:
+        out = np.empty(sums.shape, np.float32)
+    np.copyto(out, sums, casting="unsafe")  # exact: window sums are below 2**24
+    # The mean as PyTorch computes it: the sum divided by the height, then by the width.
+    out /= (r1 - r0).astype(np.float32)[:, None, None]
+    out /= (c1 - c0).astype(np.float32)[None, :, None]
+    return out
 
 
 def area_crops(
@@ -131,7 +143,7 @@ def _each(work, items) -> None:
     NumPy array operations that release the GIL, and each writes its own slice of the result,
     so the result does not depend on the threads."""
     threads = torch.get_num_threads()
-    if threads < 2 or len(items) < 2:  # one frame per call (analyze on a CPU): no hand-off
+    if threads < 2 or len(items) < 2:  # a single item: no hand-off
         for item in items:
             work(item)
         return
@@ -167,10 +179,10 @@ def _pyramid_level(
     level = np.empty((len(tables), out_h, out_w, pixels.shape[1]), np.float32)
 
     def resize(i: int) -> None:
-        level[i] = area_resize(tables[i], out_h, out_w)
+        area_resize(tables[i], out_h, out_w, out=level[i])
+        _standardise_in_place(level[i])
 
     _each(resize, range(len(tables)))
-    _standardise_in_place(level)
     # Channels last, as facenet-pytorch's own pyramid is (its frames are NHWC arrays viewed as
     # NCHW): PyTorch's convolutions sum in another order for another memory layout, so the
     # layout is part of giving P-Net exactly the input it gets in facenet-pytorch.
