@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from casedata import ELON_REFERENCE, LFW, SWAP, TESTDATA, write_case
-from likeness import faces, models
+from likeness import analysis, face_crop, faces, inference, models
 from likeness.case import load_case
 from likeness.embeddings import embed_photos
+from likeness.errors import CaseError
 from likeness.faces_table import FACE_SCHEMA, faces_path, read_faces
 
 MIRANDA = TESTDATA / "face_recognition/examples/lin-manuel-miranda.png"
@@ -175,3 +176,22 @@ def test_a_broken_episode_fails_alone(small_case, tmp_path):
     assert len(read_faces(run_dir, "good")) >= 13
     assert not faces_path(run_dir, "text").exists()
     shutil.rmtree(run_dir)
+
+
+def test_a_run_folder_is_refused_with_another_crop_or_runtime(tmp_path, monkeypatch):
+    case = load_case(write_case(tmp_path / "case", case_id="crop", claimant="Elon Musk",
+                                references=[ELON_REFERENCE],
+                                episodes={"ep1": SWAP / "derived/orig.mp4"}))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.setenv(inference.RUNTIME_ENV, "openvino")
+    analysis._check_run_folder(case, run_dir)  # writes analysis.json
+    analysis._check_run_folder(case, run_dir)  # the same computation: accepted
+    monkeypatch.setattr(face_crop, "CROP_MARGIN", face_crop.CROP_MARGIN + 18)
+    with pytest.raises(CaseError, match=r"made with another detector .*'crop_margin': 14.* vs "
+                                        r"now .*'crop_margin': 32.*use a new --out folder"):
+        analysis._check_run_folder(case, run_dir)
+    monkeypatch.undo()
+    monkeypatch.setenv(inference.RUNTIME_ENV, "onnxruntime")
+    with pytest.raises(CaseError, match=r"made with another runtime \(openvino vs now onnxrun"):
+        analysis._check_run_folder(case, run_dir)

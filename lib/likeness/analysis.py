@@ -284,6 +284,17 @@ def _check_run_folder(case: Case, run_dir: Path) -> None:
                 )
         if old["model"].get("sha256") != record["model"].get("sha256"):
             raise CaseError(f"{run_dir}: this run folder was made with other model weights")
+        # The crop and the runtime decide every embedding as much as the parameters do: a
+        # folder resumed with others would mix two computations under one record.
+        made = {"detector": old.get("detector"),
+                "runtime": (old.get("inference") or {}).get("runtime")}
+        now = {"detector": record["detector"], "runtime": record["inference"]["runtime"]}
+        for key in made:
+            if made[key] != now[key]:
+                raise CaseError(
+                    f"{run_dir}: this run folder was made with another {key} ({made[key]} vs "
+                    f"now {now[key]}); use a new --out folder"
+                )
         return
     write_json_atomic(path, record)
 
