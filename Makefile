@@ -43,7 +43,7 @@ demo: weights system
 	$(VENV)/bin/likeness report data/cases/demo-series/case.yaml --out reports/
 
 test: weights system
-	$(VENV)/bin/ruff check lib tests benchmarks
+	$(VENV)/bin/ruff check lib tests benchmarks notebooks
 	$(PY) -m pytest
 
 bench: weights
