@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from casedata import ELON_REFERENCE, LFW, TESTDATA
 from likeness import embeddings, face_crop, faces, footage, inference, models
@@ -67,6 +68,18 @@ def test_runtime_is_chosen_by_the_environment(monkeypatch):
     monkeypatch.setenv(inference.RUNTIME_ENV, "tensorrt")
     with pytest.raises(inference.RuntimeChoiceError, match="LIKENESS_INFERENCE"):
         inference.runtime_name("cpu")
+
+
+def test_gpu_precision_is_full_float32():
+    # PyTorch's default lets cuDNN convolutions use TF32; the GPU path pins full float32.
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        inference.pin_gpu_precision()
+        assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_exported_networks_are_cached_by_their_weights_hash(compiled_nets):

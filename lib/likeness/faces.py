@@ -66,6 +66,8 @@ def load_detector(
     OpenVINO on a CPU, PyTorch on a GPU); 'torch' is facenet-pytorch's MTCNN untouched.
     """
     torch_device = resolve_device(device)
+    if torch_device.type == "cuda":
+        inference.pin_gpu_precision()
     detector = MTCNN(
         keep_all=True,
         post_process=False,
