@@ -1,0 +1,20 @@
+#!/bin/bash
+# Call B on a lent GPU machine, after `python3 benchmarks/gpu/carry.py install` in call A (see
+# README.md beside this file): join the weights, then every GPU benchmark, results in $OUT.
+K=/root/keep
+export PYTHONPATH=$PWD/lib:$PWD/benchmarks:$K/site LIKENESS_TESTDATA=$K/data
+export LIKENESS_CACHE=$K/cache PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+python3 benchmarks/gpu/carry.py join || exit 3
+nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
+# Each step under its own limit (570 s in all, inside one call's 600 s); the last lines shown.
+step() { echo "== ${*:2}"; timeout "$1" "${@:2}" 2>&1 | grep -v -i warning | tail -22; }
+step 90 python3 benchmarks/throughput.py --device cuda --peer-batch 32 \
+  --json "$OUT/throughput_1080p_run1.json"
+step 90 python3 benchmarks/throughput.py --device cuda --peer-batch 32 \
+  --json "$OUT/throughput_1080p_run2.json"
+step 170 python3 benchmarks/series.py --episode-seconds 20 --episodes 1 2 4 \
+  --landscape-episodes --memory-minutes --population "$K/data/lfw_subset" \
+  --json "$OUT/series.json"
+step 80 python3 benchmarks/gpu/detection.py --json "$OUT/detection.json"
+step 60 python3 benchmarks/gpu/embedder_precision.py --json "$OUT/embedder_precision.json"
+step 80 python3 benchmarks/gpu/gop_decoding.py --workers 2 4 8 16 --json "$OUT/gop_decoding.json"
