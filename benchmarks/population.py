@@ -28,7 +28,7 @@ from likeness import embeddings, inference, models
 from likeness.case import testdata_root
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import PeakMemory
+from measure import PeakMemory
 
 
 def run_once(runtime: str, root: Path, limit: int | None, weights: Path) -> tuple[dict, object]:

@@ -130,7 +130,7 @@ def run_one(case_file: Path, out: Path) -> dict:
     from likeness import cli, embeddings, faces, footage
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from throughput import PeakMemory
+    from measure import PeakMemory
 
     spent = {"decode_s": 0.0, "detect_s": 0.0, "embed_s": 0.0}
     iter_frames, detect_batch, embed_crops = (

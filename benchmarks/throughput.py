@@ -5,11 +5,11 @@ Measures, on one video (default: facenet-pytorch's own 1080p example, every fram
 1. likeness: :func:`likeness.analysis.analyze_episode` itself on a temporary run folder, i.e.
    threaded PyAV decoding overlapped with batched MTCNN detection, aligned crops, batched
    embedding, tracking and the Parquet faces table: frames/s, faces/s, peak memory.
-2. the peer: the same frames done as facenet-pytorch's examples do them: OpenCV decoding (what
-   their ``mmcv.VideoReader`` wraps), a PIL image per frame, ``mtcnn(frame)`` per frame with
-   ``keep_all=True`` (detection and 160 px crops), then InceptionResnetV1 on each face alone;
-   or, with ``--peer-batch N``, its batched pipeline (N frames per ``mtcnn`` call, each
-   batch's faces embedded together), the baseline on a GPU.
+2. the peer (``peer.py``): the same frames done as facenet-pytorch's examples do them:
+   OpenCV decoding (what their ``mmcv.VideoReader`` wraps), a PIL image per frame,
+   ``mtcnn(frame)`` per frame with ``keep_all=True`` (detection and 160 px crops), then
+   InceptionResnetV1 on each face alone; or, with ``--peer-batch N``, its batched pipeline
+   (N frames per ``mtcnn`` call, each batch's faces embedded together), the baseline on a GPU.
 3. stages, on the first ``--stage-frames`` frames: decoding alone, detection alone (likeness
    batched vs MTCNN.detect per frame) and embedding alone at batch 1, 64 and 256.
 
@@ -29,30 +29,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import os
 import platform
 import resource
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
-import psutil
 import torch
 from facenet_pytorch import MTCNN
 from PIL import Image
 
 from likeness import analysis, embeddings, face_crop, faces, faces_table, footage, inference, models
 from likeness.case import ANALYSIS_DEFAULTS, AnalysisParams, Case, Episode, testdata_root
+from measure import RESOLUTIONS, PeakMemory, clock, rate, resize_to
+from peer import compare_faces, opencv_frames, peer_detector, run_peer
 
-RESOLUTIONS = {"1080p": 1080, "720p": 720, "540p": 540}
 # Batch size -> crops embedded at that size (batch 1 is slow on a CPU).
 EMBED_BATCHES = {1: 16, 64: 128, 256: 256}
 # The real decoder, kept before frames_limited() swaps in its wrapper.
@@ -61,14 +58,6 @@ ITER_FRAMES = footage.iter_frames
 
 def default_video() -> Path:
     return testdata_root() / "facenet-pytorch" / "examples" / "video.mp4"
-
-
-def resize_to(image: np.ndarray, height: int | None) -> np.ndarray:
-    """Downscale to ``height`` rows keeping the aspect ratio (area filter); None: unchanged."""
-    if height is None or image.shape[0] <= height:
-        return image
-    width = round(image.shape[1] * height / image.shape[0])
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def limited_frames(
@@ -105,54 +94,6 @@ def frames_limited(max_frames: int | None, height: int | None) -> Iterator[None]
         footage.iter_frames = ITER_FRAMES
 
 
-class PeakMemory:
-    """Highest resident set size (and CUDA allocation) while the ``with`` block runs."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.process = psutil.Process()
-        self.start_rss = self.peak_rss = 0
-        self.peak_cuda = 0
-        self._stop = threading.Event()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
-
-    def __enter__(self) -> PeakMemory:
-        self.start_rss = self.peak_rss = self.process.memory_info().rss
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
-        if self.device.type == "cuda":
-            self.peak_cuda = torch.cuda.max_memory_allocated(self.device)
-
-    def record(self) -> dict:
-        mib = 1 << 20
-        return {
-            "rss_start_mib": round(self.start_rss / mib, 1),
-            "rss_peak_mib": round(self.peak_rss / mib, 1),
-            "cuda_peak_mib": round(self.peak_cuda / mib, 1) if self.device.type == "cuda" else None,
-        }
-
-
-def clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-def rate(count: float, seconds: float) -> float:
-    return round(count / seconds, 3) if seconds > 0 else float("nan")
-
-
 def benchmark_case(video: Path, params: AnalysisParams, folder: Path) -> Case:
     """A one-episode case over ``video`` (analyze_episode reads only its parameters)."""
     return Case(
@@ -183,109 +124,6 @@ def run_likeness(case: Case, run_dir: Path, detector, model, device, args) -> di
         "frames_per_s": rate(status["n_frames"], seconds),
         "faces_per_s": rate(status["n_faces"], seconds),
         **mem.record(),
-    }
-
-
-def opencv_frames(video: Path, wanted: set[int], height: int | None) -> Iterator[np.ndarray]:
-    """The wanted frames (by decode index) as RGB arrays, read as facenet-pytorch's examples
-    read them (mmcv.VideoReader is OpenCV's VideoCapture)."""
-    capture = cv2.VideoCapture(str(video))
-    try:
-        index = 0
-        last = max(wanted)
-        while index <= last:
-            ok, bgr = capture.read()
-            if not ok:
-                return
-            if index in wanted:
-                yield resize_to(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), height)
-            index += 1
-    finally:
-        capture.release()
-
-
-def peer_detector(device: torch.device) -> MTCNN:
-    """MTCNN as facenet-pytorch's examples build it (keep_all, 160 px crops, standardised,
-    its own default min_face_size of 20 px)."""
-    return MTCNN(keep_all=True, device=device).eval()
-
-
-def run_peer(video: Path, wanted: set[int], mtcnn: MTCNN, model, device, args) -> dict:
-    """Decode, PIL images, ``mtcnn(frames)`` (detect + crops), then the faces embedded.
-
-    With ``--peer-batch 1`` (the default) this is facenet-pytorch's examples frame by frame,
-    one embedding per face. With ``--peer-batch N`` it is its batched pipeline, the one to beat
-    on a GPU: N frames per MTCNN call (facenet-pytorch accepts a list of equally sized images)
-    and each batch's faces embedded in one call. ``mtcnn(frames)`` is spelled out as what its
-    ``forward`` does with ``keep_all`` (``detect``, then ``extract``), so that the boxes can be
-    compared with likeness's."""
-    n_frames = n_faces = 0
-    found = []
-    batch_size = max(1, args.peer_batch)
-    frames = zip(sorted(wanted), opencv_frames(video, wanted, RESOLUTIONS.get(args.resolution)),
-                 strict=False)
-    with PeakMemory(device) as mem:
-        start = clock(device)
-        while batch := list(itertools.islice(frames, batch_size)):
-            indices = [index for index, _ in batch]
-            images = [Image.fromarray(rgb) for _, rgb in batch]
-            if batch_size == 1:
-                boxes, probs = mtcnn.detect(images[0])
-                boxes, probs = [boxes], [probs]
-                face_tensors = [mtcnn.extract(images[0], boxes[0], None)]
-            else:
-                boxes, probs = mtcnn.detect(images)
-                face_tensors = mtcnn.extract(images, boxes, None)
-            n_frames += len(batch)
-            stacked = []
-            for index, b, p, f in zip(indices, boxes, probs, face_tensors, strict=True):
-                if f is None:
-                    continue
-                found += [(index, *map(float, bb), float(pp)) for bb, pp in zip(b, p, strict=True)]
-                stacked.append(f)
-            with torch.no_grad():
-                if batch_size == 1:
-                    for face in (stacked[0] if stacked else []):
-                        model(face.unsqueeze(0).to(device))
-                        n_faces += 1
-                elif stacked:
-                    all_faces = torch.cat(stacked).to(device)
-                    model(all_faces)
-                    n_faces += len(all_faces)
-        seconds = clock(device) - start
-    return {
-        "frames": n_frames,
-        "faces": n_faces,
-        "batch": batch_size,
-        "seconds": round(seconds, 3),
-        "frames_per_s": rate(n_frames, seconds),
-        "faces_per_s": rate(n_faces, seconds),
-        **mem.record(),
-        "boxes": found,
-    }
-
-
-def compare_faces(ours: pd.DataFrame, peer_boxes: list, min_prob: float, min_face: int) -> dict:
-    """The peer's faces (probability >= min_prob) that likeness found too (IoU >= 0.5, same
-    frame), and those it did not, each with its size (square root of the box area, px)."""
-    peer = pd.DataFrame(peer_boxes, columns=["frame_index", "x1", "y1", "x2", "y2", "prob"])
-    peer = peer[peer["prob"] >= min_prob]
-    missed, matched = [], 0
-    for row in peer.itertuples():
-        mine = ours[ours["frame_index"] == row.frame_index]
-        box = np.array([[row.x1, row.y1, row.x2, row.y2]])
-        boxes = mine[["box_x1", "box_y1", "box_x2", "box_y2"]].to_numpy(float)
-        if len(boxes) and faces.box_iou(box, boxes).max() >= 0.5:
-            matched += 1
-        else:
-            size = float(np.sqrt(max(row.x2 - row.x1, 0) * max(row.y2 - row.y1, 0)))
-            missed.append({"frame_index": int(row.frame_index), "face_px": round(size, 1),
-                           "prob": round(float(row.prob), 4)})
-    return {
-        "peer_faces": len(peer), "also_found_by_likeness": matched,
-        "likeness_min_face_size": min_face,
-        "missed": missed,
-        "missed_below_min_face_size": sum(m["face_px"] < min_face for m in missed),
     }
 
 
@@ -491,7 +329,8 @@ def main(argv: list[str] | None = None) -> dict:
         case = benchmark_case(video, params, Path(tmp))
         result["likeness"] = run_likeness(case, Path(tmp) / "run", detector, model, device, args)
         ours = pd.read_parquet(faces_table.faces_path(Path(tmp) / "run", "bench"))
-    result["facenet_pytorch"] = run_peer(video, set(wanted), mtcnn, peer_model, device, args)
+    result["facenet_pytorch"] = run_peer(video, set(wanted), mtcnn, peer_model, device,
+                                         batch_size=args.peer_batch, height=height)
     result["same_faces"] = compare_faces(
         ours, result["facenet_pytorch"].pop("boxes"), params.min_detection_prob,
         params.min_face_size,

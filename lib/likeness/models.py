@@ -269,7 +269,7 @@ def verify_pinned_file(path: Path, expected: str, what: str, remedy: str) -> Non
 
 
 # ---------------------------------------------------------------------------------------------
-# Building, verifying and loading weights
+# Verifying, copying (dlib) and loading weights
 
 
 def weights_ok(name: str) -> bool:
