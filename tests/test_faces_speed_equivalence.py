@@ -8,7 +8,7 @@ import torch
 from torch.nn.functional import interpolate
 
 from casedata import TESTDATA
-from likeness import faces, footage, mtcnn
+from likeness import area_resize, faces, footage, mtcnn
 from likeness.photo_file import read_rgb
 
 VIDEO = TESTDATA / "facenet-pytorch/examples/video.mp4"
@@ -76,30 +76,37 @@ def test_area_crops_equal_torch_area_resize(frames):
     x = rng.integers(1, width - size + 2)
     y = rng.integers(1, height - size + 2)
     ex, ey = x + size - 1, y + size - 1
-    table = mtcnn.integral_table(frames[1])
+    table = area_resize.integral_table(frames[1])
     for out_size in (24, 48):
-        got = torch.from_numpy(mtcnn.area_crops(table, y, ey, x, ex, out_size)).permute(0, 3, 1, 2)
+        got = torch.from_numpy(area_resize.area_crops(table, y, ey, x, ex, out_size))
+        standardised = area_resize.area_crops(table, y, ey, x, ex, out_size, standardise=True)
         # The GPU's arithmetic, run here on the CPU.
-        got_torch = mtcnn.area_crops_torch(image[1], y, ey, x, ex, out_size)
+        got_torch = area_resize.area_crops_torch(image[1], y, ey, x, ex, out_size)
         for k in range(n):
             crop = as_float[1, :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
             want = interpolate(crop, size=(out_size, out_size), mode="area")[0]
             assert torch.equal(got[k], want), (k, size[k], out_size)
+            assert np.array_equal(standardised[k], ((want - 127.5) * 0.0078125).numpy())
             assert torch.equal(got_torch[k], want), (k, size[k], out_size)
 
 
 def test_pyramid_levels_equal_torch_area_resize(frames):
     """Every P-Net pyramid level of a 1080p frame at min_face_size 20 (12 levels, 649x1153 down
-    to 15x27), resized from the summed-area table, equals interpolate(mode='area') bit for bit."""
+    to 15x27), resized from the summed-area table, equals interpolate(mode='area') bit for bit:
+    channels last and channels first, plain and standardised as MTCNN standardises."""
     image = torch.as_tensor(np.stack(frames)).permute(0, 3, 1, 2).float()
-    tables = [mtcnn.integral_table(f) for f in frames]
+    tables = [area_resize.integral_table(f) for f in frames]
     height, width = image.shape[2:]
     scale, levels = 12 / 20, 0
     while min(height, width) * scale >= 12:
         size = (int(height * scale + 1), int(width * scale + 1))
-        want = interpolate(image, size=size, mode="area").numpy()
-        got = np.stack([mtcnn.area_resize(t, *size) for t in tables]).transpose(0, 3, 1, 2)
-        assert np.array_equal(got, want), size
+        want = interpolate(image, size=size, mode="area")
+        got = np.stack([area_resize.area_resize(t, *size) for t in tables]).transpose(0, 3, 1, 2)
+        assert np.array_equal(got, want.numpy()), size
+        planes = np.empty((len(tables), 3, *size), np.float32)
+        for table, plane in zip(tables, planes, strict=True):
+            area_resize.area_resize(table, *size, out=plane.transpose(1, 2, 0), standardise=True)
+        assert np.array_equal(planes, ((want - 127.5) * 0.0078125).numpy()), size
         scale, levels = scale * 0.709, levels + 1
     assert levels == 12
 

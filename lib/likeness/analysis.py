@@ -128,10 +128,7 @@ def analyze_episode(
         frames = footage.iter_frames(
             episode.path, params.sample_fps, batch_size=params.detect_batch_size
         )
-        # On a GPU, MTCNN runs on whole batches; on a CPU frame by frame, which is faster there
-        # (1080p: 3.1-3.5 frames/s one by one, 2.7 in batches of 16: the batch's image
-        # pyramids overflow the caches). The faces found are the same, to float rounding.
-        per_call = params.detect_batch_size if detector.device.type == "cuda" else 1
+        per_call = faces.frames_per_detection(detector.device, params.detect_batch_size)
         for batch in prefetch(frames):
             dets = [
                 det
@@ -192,9 +189,11 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
         "model_sha256": models.model_spec(params.model).sha256,
         "crop": [face_crop.CROP_SIZE, face_crop.CROP_MARGIN],
     }
-    runtime = inference.runtime_name(faces.resolve_device(params.device))
+    device = faces.resolve_device(params.device)
+    runtime = inference.runtime_name(device)
     if runtime != "torch":  # equal to PyTorch's faces to float rounding, not bit for bit
         key["runtime"] = runtime
+    key["frames_per_detection"] = faces.frames_per_detection(device, params.detect_batch_size)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return models.cache_dir() / "faces" / f"{digest}.parquet"
 
@@ -253,6 +252,7 @@ def episode_status_from_file(path: Path) -> dict[str, Any]:
 
 
 def _analysis_record(case: Case) -> dict[str, Any]:
+    device = faces.resolve_device(case.analysis.device)
     return {
         "case_id": case.case_id,
         "parameters": case.analysis.as_dict(),
@@ -262,10 +262,11 @@ def _analysis_record(case: Case) -> dict[str, Any]:
             "crop_size": face_crop.CROP_SIZE,
             "crop_margin": face_crop.CROP_MARGIN,
             "aligned": True,
+            "frames_per_call": faces.frames_per_detection(
+                device, case.analysis.detect_batch_size
+            ),
         },
-        "inference": inference.runtime_versions(
-            inference.runtime_name(faces.resolve_device(case.analysis.device))
-        ),
+        "inference": inference.runtime_versions(inference.runtime_name(device)),
         "software": software_versions(),
     }
 

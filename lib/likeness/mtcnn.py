@@ -4,21 +4,15 @@ facenet-pytorch's ``detect_face`` spends most of a CPU's time not in its three n
 resizing: an area resize of the whole float frame for every level of the P-Net pyramid, and
 one Python iteration, two tensor copies and one kernel call per candidate box (thousands per
 1080p frame) for the crops that R-Net and O-Net read. Here both come from one summed-area table
-per frame (OpenCV's ``integral``, a few milliseconds at 1080p): an area resize is the mean over
-the window ``[floor(i h / s), ceil((i + 1) h / s))`` of each output cell, a window sum is four
-look-ups in the integer table, and sums of 8-bit pixels below 2**24 are exact in float32
-whatever the order of addition; the mean is then ``sum / kh / kw`` in float32, as PyTorch's
-kernels compute it. The pyramid and the crops are therefore equal, bit for bit, to
-``interpolate(mode="area")`` (tested on real frames), and so are the detections.
-
-On a GPU the crops are cut by the same arithmetic in PyTorch and the pyramid is PyTorch's own.
+per frame (:mod:`likeness.area_resize`), equal bit for bit to ``interpolate(mode="area")``, and
+so are the detections. On a GPU the crops are cut by the same arithmetic in PyTorch and the
+pyramid is PyTorch's own.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 import torch
 from facenet_pytorch import MTCNN
@@ -33,109 +27,15 @@ from facenet_pytorch.models.utils.detect_face import (
     rerec,
 )
 
-# Windows of at most this many pixels sum 8-bit values exactly in float32 (255 * n < 2**24),
-# which is what makes the table's resizes identical to PyTorch's own area resize.
-EXACT_WINDOW_PIXELS = (1 << 24) // 255
-
-
-def integral_table(image: np.ndarray) -> np.ndarray:
-    """The (H + 1, W + 1, C) summed-area table of an (H, W, C) uint8 image.
-
-    int32 holds sums of 8-bit pixels up to 8.4 Mpixel (4K); larger images get float64, which
-    holds such integer sums exactly too.
-    """
-    height, width = image.shape[:2]
-    depth = cv2.CV_32S if 255 * height * width < 2**31 else cv2.CV_64F
-    table = cv2.integral(np.ascontiguousarray(image), sdepth=depth)
-    return table.reshape(height + 1, width + 1, -1)
-
-
-def _windows(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch's adaptive-pooling windows: [floor(i n_in / n_out), ceil((i + 1) n_in / n_out))."""
-    cell = np.arange(n_out)
-    return cell * n_in // n_out, -(-(cell + 1) * n_in // n_out)
-
-
-def area_resize(
-    table: np.ndarray, out_h: int, out_w: int, out: np.ndarray | None = None
-) -> np.ndarray:
-    """The whole image of ``table`` area-resized to (out_h, out_w, C) float32, bit for bit
-    ``interpolate(mode="area")`` when every window holds at most EXACT_WINDOW_PIXELS pixels;
-    written into ``out`` when given (a C-contiguous float32 array of that shape)."""
-    r0, r1 = _windows(table.shape[0] - 1, out_h)
-    c0, c1 = _windows(table.shape[1] - 1, out_w)
-    # Sums over each row window, then over each column window: integers, exact in int32. In
-    # place where possible: fewer passes over arrays of megabytes (43 instead of 60 ms for the
-    # pyramid of a 1080x1920 frame).
-    sums_rows = np.take(table, r1, axis=0)
-    sums_rows -= np.take(table, r0, axis=0)
-    # np.take along the columns is several times faster than fancy indexing there.
-    sums = np.take(sums_rows, c1, axis=1)
-    sums -= np.take(sums_rows, c0, axis=1)
-    if out is None:
-        out = np.empty(sums.shape, np.float32)
-    np.copyto(out, sums, casting="unsafe")  # exact: window sums are below 2**24
-    # The mean as PyTorch computes it: the sum divided by the height, then by the width.
-    out /= (r1 - r0).astype(np.float32)[:, None, None]
-    out /= (c1 - c0).astype(np.float32)[None, :, None]
-    return out
-
-
-def area_crops(
-    table: np.ndarray, y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.ndarray, size: int
-) -> np.ndarray:
-    """Rows y-1:ey, columns x-1:ex of the image of ``table``, each area-resized to (size,
-    size, C) float32: bit for bit ``interpolate(crop.float(), (size, size), mode="area")`` per
-    crop (facenet-pytorch's ``imresample``, channels last), for all crops at once."""
-    channels = table.shape[2]
-    flat = table.reshape(-1, channels)
-    stride = table.shape[1]
-    cell = np.arange(size)
-
-    def windows(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        first, length = (start - 1)[:, None], (stop - start + 1)[:, None]
-        return first + cell * length // size, first + ((cell + 1) * length + size - 1) // size
-
-    r0, r1 = windows(y, ey)
-    c0, c1 = windows(x, ex)
-    row0, row1 = (r0 * stride)[:, :, None], (r1 * stride)[:, :, None]
-    col0, col1 = c0[:, None, :], c1[:, None, :]
-    # np.take gathers rows of a 2-D array several times faster than fancy indexing.
-    sums = np.take(flat, row1 + col1, axis=0) - np.take(flat, row0 + col1, axis=0)
-    sums -= np.take(flat, row1 + col0, axis=0)
-    sums += np.take(flat, row0 + col0, axis=0)
-    kh = (r1 - r0).astype(np.float32)[:, :, None, None]
-    kw = (c1 - c0).astype(np.float32)[:, None, :, None]
-    return sums.astype(np.float32) / kh / kw
-
-
-def area_crops_torch(
-    image: torch.Tensor, y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.ndarray, size: int
-) -> torch.Tensor:
-    """:func:`area_crops` in PyTorch, on the device of the (C, H, W) uint8 ``image`` (a GPU)."""
-    device = image.device
-    # The table covers only the part of the image that the crops cover.
-    top, left = int(y.min()) - 1, int(x.min()) - 1
-    region = image[:, top : int(ey.max()), left : int(ex.max())]
-    channels, height, width = region.shape
-    dtype = torch.int32 if 255 * height * width < 2**31 else torch.int64
-    table = torch.zeros((height + 1, width + 1, channels), dtype=dtype, device=device)
-    table[1:, 1:] = region.permute(1, 2, 0).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)
-    cell = torch.arange(size, device=device)
-
-    def windows(start: np.ndarray, stop: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        first = torch.as_tensor(start - 1, device=device)[:, None]
-        length = torch.as_tensor(stop - start + 1, device=device)[:, None]
-        lo = first + torch.div(cell * length, size, rounding_mode="floor")
-        hi = first + torch.div((cell + 1) * length + size - 1, size, rounding_mode="floor")
-        return lo, hi
-
-    r0, r1 = windows(y - top, ey - top)
-    c0, c1 = windows(x - left, ex - left)
-    r0, r1, c0, c1 = r0[:, :, None], r1[:, :, None], c0[:, None, :], c1[:, None, :]
-    sums = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]  # (K, s, s, C)
-    kh, kw = (r1 - r0)[..., None].float(), (c1 - c0)[..., None].float()
-    return (sums.float() / kh / kw).permute(0, 3, 1, 2).contiguous()
+from likeness import inference
+from likeness.area_resize import (
+    EXACT_WINDOW_PIXELS,
+    area_crops,
+    area_crops_torch,
+    area_resize,
+    integral_table,
+    largest_window,
+)
 
 
 def _each(work, items) -> None:
@@ -161,32 +61,40 @@ def _standardise(im: torch.Tensor) -> torch.Tensor:
     return (im - 127.5) * 0.0078125
 
 
-def _standardise_in_place(array: np.ndarray) -> None:
-    """:func:`_standardise` on a float32 array, in place: the same float32 operations."""
-    array -= np.float32(127.5)
-    array *= np.float32(0.0078125)
-
-
 def _pyramid_level(
-    pixels: torch.Tensor, tables: list[np.ndarray] | None, out_h: int, out_w: int, dtype
+    pixels: torch.Tensor,
+    tables: list[np.ndarray] | None,
+    out_h: int,
+    out_w: int,
+    dtype: torch.dtype,
+    channels_first: bool,
 ) -> torch.Tensor:
     """One P-Net pyramid level of the uint8 NCHW batch, standardised, as facenet-pytorch
-    computes it (``imresample`` of the float frames, then ``(x - 127.5) * 0.0078125``)."""
+    computes it (``imresample`` of the float frames, then ``(x - 127.5) * 0.0078125``).
+
+    ``channels_first``: laid out NCHW in memory, as OpenVINO and ONNX Runtime read it (they
+    would otherwise copy it so). Otherwise channels last, as facenet-pytorch's own pyramid is
+    (its frames are NHWC arrays viewed as NCHW): PyTorch's convolutions sum in another order
+    for another memory layout, so for PyTorch the layout is part of giving P-Net exactly the
+    input it gets in facenet-pytorch.
+    """
     height, width = pixels.shape[2:4]
-    window = (-(-height // out_h) + 1) * (-(-width // out_w) + 1)
+    window = largest_window(height, out_h) * largest_window(width, out_w)
     if tables is None or window > EXACT_WINDOW_PIXELS or dtype != torch.float32:
         return _standardise(imresample(pixels.type(dtype), (out_h, out_w)))
-    level = np.empty((len(tables), out_h, out_w, pixels.shape[1]), np.float32)
+    channels = pixels.shape[1]
+    if channels_first:
+        level = np.empty((len(tables), channels, out_h, out_w), np.float32)
+        planes = level.transpose(0, 2, 3, 1)  # (N, H, W, C) views of the planes
+    else:
+        level = planes = np.empty((len(tables), out_h, out_w, channels), np.float32)
 
     def resize(i: int) -> None:
-        area_resize(tables[i], out_h, out_w, out=level[i])
-        _standardise_in_place(level[i])
+        area_resize(tables[i], out_h, out_w, out=planes[i], standardise=True)
 
     _each(resize, range(len(tables)))
-    # Channels last, as facenet-pytorch's own pyramid is (its frames are NHWC arrays viewed as
-    # NCHW): PyTorch's convolutions sum in another order for another memory layout, so the
-    # layout is part of giving P-Net exactly the input it gets in facenet-pytorch.
-    return torch.from_numpy(level).permute(0, 3, 1, 2)
+    tensor = torch.from_numpy(level)
+    return tensor if channels_first else tensor.permute(0, 3, 1, 2)
 
 
 def _stage_input(
@@ -210,17 +118,16 @@ def _stage_input(
     largest = max(int(np.max(ey - y + 1, initial=0)), int(np.max(ex - x + 1, initial=0)))
     exact = (largest // size + 2) ** 2 <= EXACT_WINDOW_PIXELS
     if tables is not None and exact and dtype == torch.float32:
-        # All crops gathered channels last into one array, standardised in place and made NCHW
-        # by one copy.
-        cut = np.empty((len(y), size, size, pixels.shape[1]), np.float32)
+        # All crops, standardised, straight into one NCHW array.
+        cut = np.empty((len(y), pixels.shape[1], size, size), np.float32)
 
         def crop(n: int) -> None:
             sel = np.flatnonzero(inds == n)
-            cut[sel] = area_crops(tables[n], y[sel], ey[sel], x[sel], ex[sel], size)
+            cut[sel] = area_crops(tables[n], y[sel], ey[sel], x[sel], ex[sel], size,
+                                  standardise=True)
 
         _each(crop, np.unique(inds))
-        _standardise_in_place(cut)
-        return torch.from_numpy(np.ascontiguousarray(cut.transpose(0, 3, 1, 2)))
+        return torch.from_numpy(cut)
     crops = torch.empty((len(y), pixels.shape[1], size, size), dtype=dtype, device=device)
     if not exact:
         # Windows too large to sum exactly: resize crop by crop, exactly as facenet-pytorch.
@@ -251,6 +158,7 @@ def detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, np.nda
         pixels = torch.as_tensor(images, device=device).permute(0, 3, 1, 2)  # uint8 NCHW view
         dtype = next(detector.pnet.parameters()).dtype
         tables = [integral_table(img) for img in images] if device.type == "cpu" else None
+        channels_first = inference.runtime_of(detector) != "torch"
         batch_size = len(images)
         h, w = images.shape[1:3]
         m = 12.0 / detector.min_face_size
@@ -269,7 +177,9 @@ def detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, np.nda
         boxes_list, inds_list, picks = [], [], []
         offset = 0
         for scale in scales:
-            im_data = _pyramid_level(pixels, tables, int(h * scale + 1), int(w * scale + 1), dtype)
+            im_data = _pyramid_level(
+                pixels, tables, int(h * scale + 1), int(w * scale + 1), dtype, channels_first
+            )
             reg, probs = detector.pnet(im_data)
             boxes_scale, inds_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
             boxes_list.append(boxes_scale)
