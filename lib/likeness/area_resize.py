@@ -10,16 +10,18 @@ is the mean over the window ``[floor(i h / s), ceil((i + 1) h / s))`` of each ou
 bit for bit (tested on real frames), whenever a window holds at most
 :data:`EXACT_WINDOW_PIXELS` pixels; callers fall back to PyTorch otherwise.
 
-The whole-image resize is a compiled loop (numba, no fast-math: IEEE float32 division and
-rounding, as in NumPy): 1.7x faster than the same arithmetic in NumPy passes over
-megabyte arrays, and it writes any layout, so a pyramid level reaches P-Net without a
-transposing copy.
+The CPU's resizes are compiled loops (numba, no fast-math: IEEE float32 division and rounding,
+as in NumPy): the pyramid 1.7x faster than the same arithmetic in NumPy passes over megabyte
+arrays, written in any layout, so a pyramid level reaches P-Net without a transposing copy.
+numba is imported and the loops compiled (or loaded from numba's cache) on first use only: a
+GPU, which resizes in PyTorch, never needs them.
 """
 
 from __future__ import annotations
 
+import functools
+
 import cv2
-import numba
 import numpy as np
 import torch
 
@@ -55,7 +57,6 @@ def largest_window(n_in: int, n_out: int) -> int:
     return -(-n_in // n_out) + 1
 
 
-@numba.njit(nogil=True, cache=True)
 def _resize_planes(table, r0, r1, c0, c1, standardise, out):  # pragma: no cover - compiled
     """out[c, i, j] = the mean of table's image over rows [r0[i], r1[i]) and columns
     [c0[j], c1[j]), in float32 as PyTorch computes it; standardised when asked."""
@@ -79,6 +80,14 @@ def _resize_planes(table, r0, r1, c0, c1, standardise, out):  # pragma: no cover
                 plane_row[j] = mean
 
 
+@functools.cache
+def _compiled(loop):
+    """``loop`` compiled by numba (without the GIL, cached on disk by numba)."""
+    import numba
+
+    return numba.njit(nogil=True, cache=True)(loop)
+
+
 def area_resize(
     table: np.ndarray,
     out_h: int,
@@ -98,11 +107,10 @@ def area_resize(
     c0, c1 = windows(table.shape[1] - 1, out_w)
     if out is None:
         out = np.empty((out_h, out_w, table.shape[2]), np.float32)
-    _resize_planes(table, r0, r1, c0, c1, standardise, out.transpose(2, 0, 1))
+    _compiled(_resize_planes)(table, r0, r1, c0, c1, standardise, out.transpose(2, 0, 1))
     return out
 
 
-@numba.njit(nogil=True, cache=True)
 def _crop_planes(table, y, ey, x, ex, standardise, out):  # pragma: no cover - compiled
     """out[k] = rows y[k]-1:ey[k], columns x[k]-1:ex[k] of table's image, area-resized to
     out's (C, size, size) planes in float32 as PyTorch computes it; standardised when asked."""
@@ -144,7 +152,7 @@ def area_crops(
     :func:`area_resize`."""
     out = np.empty((len(y), table.shape[2], size, size), np.float32)
     as_index = [np.ascontiguousarray(v, np.int64) for v in (y, ey, x, ex)]
-    _crop_planes(table, *as_index, standardise, out)
+    _compiled(_crop_planes)(table, *as_index, standardise, out)
     return out
 
 
