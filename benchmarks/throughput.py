@@ -156,7 +156,8 @@ def stage_timings(
     for batch in limited_frames(video, params.sample_fps, params.detect_batch_size, n_stage,
                                 height):
         frames += batch.images
-    size = params.detect_batch_size
+    # As many frames per MTCNN call as analyze_episode gives it on this device.
+    size = faces.frames_per_detection(device, params.detect_batch_size)
     # Warm-up at this batch's shape: oneDNN (and cuDNN) plan each new input shape on first use,
     # which would otherwise be charged to the batched path alone.
     faces.detect_batch(detector, frames[:size])

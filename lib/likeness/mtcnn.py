@@ -30,6 +30,8 @@ from facenet_pytorch.models.utils.detect_face import (
 from likeness import inference
 from likeness.area_resize import (
     EXACT_WINDOW_PIXELS,
+    STANDARD_OFFSET,
+    STANDARD_SCALE,
     area_crops,
     area_crops_torch,
     area_resize,
@@ -58,7 +60,8 @@ _POOL: ThreadPoolExecutor | None = None
 
 
 def _standardise(im: torch.Tensor) -> torch.Tensor:
-    return (im - 127.5) * 0.0078125
+    """MTCNN's standardisation in PyTorch, the constants area_resize fuses into its loops."""
+    return (im - float(STANDARD_OFFSET)) * float(STANDARD_SCALE)
 
 
 def _pyramid_level(
