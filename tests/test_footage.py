@@ -22,6 +22,7 @@ import pytest
 from likeness import footage, probing
 from likeness.case import testdata_root as data_root
 from likeness.errors import FootageError, LikenessError
+from likeness.files import prefetch_each
 
 DATA = data_root()
 HAMILTON = DATA / "face_recognition/examples/short_hamilton_clip.mp4"  # 640x360, 29.97 fps
@@ -450,3 +451,42 @@ def test_zero_byte_file(media):
 
 def test_footage_error_is_a_likeness_error():
     assert issubclass(FootageError, LikenessError)
+
+
+def test_decoding_ahead_across_episodes_keeps_each_episodes_frames_and_errors(media):
+    """prefetch_each, as analyze decodes a series: a text file, a cut video and an intact one
+    in one decoding thread give each its own frames (the same pixels as decoding it alone) and
+    its own error; dropping a half-read episode stops its decoding and closes its file."""
+    text = media / "series_notes.mp4"
+    text.write_text("not a video\n", encoding="utf-8")
+    cut = media / "series_cut.mp4"
+    data = DANCE.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    sources = [text, cut, HAMILTON, DANCE]
+
+    def frames(path):
+        return footage.iter_frames(path, 5, batch_size=4)
+
+    results = []
+    before = len(os.listdir("/proc/self/fd"))
+    decoded = prefetch_each(frames(p) for p in sources)
+    for path, batches in zip(sources, decoded, strict=True):
+        digests = []
+        try:
+            for batch in batches:
+                digests.extend(_digest(image) for image in batch.images)
+                if path == HAMILTON and len(digests) >= 8:
+                    break  # leave the rest of this episode undecoded
+        except FootageError as exc:
+            results.append((digests, str(exc)))
+            continue
+        results.append((digests, None))
+    assert len(os.listdir("/proc/self/fd")) == before  # every video closed
+    (text_frames, text_error), (cut_frames, cut_error), (ham, ham_error), (dance, dance_error) = (
+        results
+    )
+    assert text_frames == [] and str(text) in text_error and "not a media file" in text_error
+    assert str(cut) in cut_error and "truncated" in cut_error
+    assert cut_frames == _collect(DANCE, 5)[3][: len(cut_frames)] and len(cut_frames) > 0
+    assert ham_error is None and ham == _collect(HAMILTON, 5)[3][:8]
+    assert dance_error is None and dance == _collect(DANCE, 5)[3]

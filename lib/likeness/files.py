@@ -163,22 +163,76 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
     PyAV, PIL and hashlib work with the GIL released; exceptions of the producer are re-raised
     here, after the items it produced before them.
     """
+    for source in prefetch_each([items], depth):
+        yield from source
+
+
+_ITEM, _ERROR, _END, _DONE = range(4)
+
+
+def prefetch_each(sources: Iterable[Iterable], depth: int = 2) -> Iterator[Iterator]:
+    """One iterator per source, all produced in order by one background thread that starts on
+    the next source as soon as one is exhausted: the next episode's first frames are decoded
+    while this episode's last ones are still being computed on, not after.
+
+    At most ``depth`` items wait at any time, whatever source they come from, so memory is
+    bounded as for one source. A source's exception is raised by its own iterator, after its
+    items, and the next sources go on. Moving to the next iterator drops what is left of the
+    current one. When the consumer stops (closes the generator, or the process is
+    interrupted), the producer stops too and closes its source.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+    stop = threading.Event()
+
+    def put(kind: int, payload: Any = None) -> bool:
+        while not stop.is_set():
+            try:
+                q.put((kind, payload), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
-        try:
-            for item in items:
-                q.put(item)
-        except BaseException as exc:  # handed to the consumer, not lost in the thread
-            q.put(exc)
-        q.put(done)
+        for source in sources:
+            try:
+                for item in source:
+                    if not put(_ITEM, item):
+                        return
+                end = (_END, None)
+            except BaseException as exc:  # handed to the consumer, not lost in the thread
+                end = (_ERROR, exc)  # the error ends its source
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:  # a generator abandoned half-way closes its files
+                    close()
+            if not put(*end):
+                return
+        put(_DONE)
 
-    thread = threading.Thread(target=produce, daemon=True)
+    def rest_of_source(kind: int, payload: Any) -> Iterator:
+        while kind != _END:  # an _ERROR is raised, and ends the source too
+            if kind == _ERROR:
+                raise payload
+            yield payload
+            kind, payload = q.get()
+
+    thread = threading.Thread(target=produce, daemon=True, name="likeness-prefetch")
     thread.start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            thread.join()
-            raise item
-        yield item
-    thread.join()
+    current: Iterator | None = None
+    try:
+        while True:
+            if current is not None:
+                try:  # what the consumer left of the previous source, its error included
+                    for _ in current:
+                        pass
+                except BaseException:
+                    pass
+            kind, payload = q.get()
+            if kind == _DONE:
+                return
+            current = rest_of_source(kind, payload)
+            yield current
+    finally:
+        stop.set()
+        thread.join()
