@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from likeness import embeddings, face_crop, faces, models
+from likeness import embeddings, face_crop, faces, inference
 from likeness.case import testdata_root
 from likeness.scores import usable_photos
 from likeness.screen import default_params, scoring
@@ -57,7 +57,7 @@ def load_lfw(params: ScreenParams) -> pd.DataFrame:
     a = params.analysis
     device = faces.resolve_device(a.device)
     detector = faces.load_detector(str(device), a.min_face_size)
-    model = models.load_embedder(a.model, str(device))
+    model = inference.load_embedder(a.model, str(device))  # as screening runs it
     table = embeddings.embed_population(
         testdata_root() / "lfw/images_deepfunneled", [], model_name=a.model, device=a.device,
         model=model, detector=detector, min_face_size=a.min_face_size,

@@ -103,6 +103,11 @@ def test_screening_acceptance(full_screening):
                                   "end_s", "screen_seconds", "log10_lr", "lineup_rank",
                                   "lineup_n", "thumbnail"]
     screening = json.loads((out / "screening.json").read_text("utf-8"))
+    from likeness import faces, inference
+
+    ran_in = inference.runtime_name(faces.resolve_device(screening["parameters"]["analysis"]
+                                                         ["device"]))
+    assert screening["inference"]["runtime"] == ran_in  # as analyze runs them (OpenVINO on a CPU)
     rule = screening["flag_rule"]
     assert rule["t_W_used"] == rule["t_W"] == screening["parameters"]["flag_log10_lr"]
     assert (hits["log10_lr"] >= rule["t_W"]).all() and (hits["lineup_rank"] == 1).all()
@@ -228,16 +233,39 @@ def test_corrupt_video_is_reported_and_the_rest_complete(tmp_path, small_watchli
 
 
 def test_faces_tables_are_shared_with_analyze(tmp_path, small_watchlist):
-    out = tmp_path / "out"
-    screen_catalogue(small_watchlist, str(SWAP / "derived" / "m*.mp4"), out, population=LFW,
-                     progress=False)
-    result = json.loads(next((out / "videos").glob("*.json")).read_text())
-    from likeness.case import analysis_params
+    """The faces table screening computes is the one analyze computes for the same footage, bit
+    for bit (same detector, embedder and runtime, as the cache key says), and it is shared
+    through the cache: a second screening reads it from there."""
+    from likeness import faces, inference
+    from likeness.case import Episode, analysis_params
     from likeness.screen.worker import _screen_case
 
+    clips = str(SWAP / "derived" / "m*.mp4")  # mark.mp4
+    screen_catalogue(small_watchlist, clips, tmp_path / "a", population=LFW, reuse_faces=False,
+                     progress=False)
+    computed = json.loads(next((tmp_path / "a" / "videos").glob("*.json")).read_text())
     case = _screen_case(analysis_params(None, "defaults"))
-    cached = analysis.faces_cache_path(case, result["video_sha256"])
-    assert cached.exists() and result["faces_table"] == str(cached)
+    cached = analysis.faces_cache_path(case, computed["video_sha256"])
+    assert Path(computed["faces_table"]).read_bytes() == cached.read_bytes()
+    device = faces.resolve_device(case.analysis.device)
+    assert computed["runtime"] == inference.runtime_name(device)
+
+    detector = faces.load_detector(str(device), case.analysis.min_face_size)
+    model = inference.load_embedder(case.analysis.model, str(device))
+    analysis.analyze_episode(Episode("mark", SWAP / "derived" / "mark.mp4"), case,
+                             tmp_path / "run", detector, model, progress=False)
+    by_analyze = pd.read_parquet(analysis.faces_path(tmp_path / "run", "mark"))
+    by_screen = pd.read_parquet(cached)
+    assert len(by_analyze) == len(by_screen) > 0
+    scalars = ["frame_index", "box_x1", "box_y1", "box_x2", "box_y2", "prob", "track_id"]
+    pd.testing.assert_frame_equal(by_analyze[scalars], by_screen[scalars])
+    for column in ("landmarks", "embedding"):
+        assert by_analyze[column].map(list).tolist() == by_screen[column].map(list).tolist(), (
+            column)
+
+    screen_catalogue(small_watchlist, clips, tmp_path / "b", population=LFW, progress=False)
+    reused = json.loads(next((tmp_path / "b" / "videos").glob("*.json")).read_text())
+    assert reused["faces_table"] == str(cached)
 
 
 def _mp4_with_metadata(src: Path, dest: Path, tags: dict[str, str]) -> None:

@@ -202,7 +202,10 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
     device = faces.resolve_device(params.device)
     runtime = inference.runtime_name(device)
     if runtime != "torch":  # equal to PyTorch's faces to float rounding, not bit for bit
-        key["runtime"] = runtime
+        # Both networks run in it (analyze and screen load them through likeness.inference).
+        # The key names both: screen embedded video faces in PyTorch under the former
+        # key {"runtime": ...} before 2026-11-26, and those tables must not be reused.
+        key["runtimes"] = {"detector": runtime, "embedder": runtime}
     key["frames_per_detection"] = faces.frames_per_detection(device, params.detect_batch_size)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return models.cache_dir() / "faces" / f"{digest}.parquet"

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from likeness import embeddings, faces, models
+from likeness import embeddings, faces, inference, models
 from likeness.case import analysis_params
 from likeness.errors import CaseError
 from likeness.screen import gallery as gal
@@ -94,7 +94,7 @@ def prepare_watch(
     a = params.analysis
     device = faces.resolve_device(a.device)
     detector = faces.load_detector(str(device), a.min_face_size)
-    model = models.load_embedder(a.model, str(device))
+    model = inference.load_embedder(a.model, str(device))
     common = dict(model_name=a.model, device=a.device, model=model, detector=detector,
                   min_face_size=a.min_face_size, min_prob=a.min_detection_prob,
                   progress=progress)
@@ -156,6 +156,8 @@ def prepare_watch(
         "flag_rule": {**FLAG_RULE, "t_W_used": params.flag_log10_lr,
                       "max_rank_used": params.flag_max_rank},
         "warnings": warnings,
+        # What ran the networks here; each video's result names the runtime it was screened in.
+        "inference": inference.runtime_versions(inference.runtime_of(model)),
         "models": (detector, model),
     }
     return watch, record

@@ -165,6 +165,7 @@ def write_outputs(results: list[dict[str, Any]], watch: Watch, record: dict[str,
                         for n, c in watch.calibrators.items()},
         "label_formats": list(LABEL_FORMATS),
         "model": models.model_record(params.analysis.model),
+        "inference": record["inference"],
         "software": software_versions(),
         "warnings": record["warnings"],
         "videos": {s: int((videos["status"] == s).sum())

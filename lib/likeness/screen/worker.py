@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from likeness import analysis, cache, faces, models
+from likeness import analysis, cache, faces, inference
 from likeness.case import AnalysisParams, Case, Episode
 from likeness.episodes import sample_durations, sampling_interval
 from likeness.errors import FootageError, LikenessError
@@ -214,7 +214,10 @@ class VideoScreener:
         torch.manual_seed(params.seed)
         device = faces.resolve_device(params.device)
         self.detector = detector or faces.load_detector(str(device), params.min_face_size)
-        self.model = model or models.load_embedder(params.model, str(device))
+        self.model = model or inference.load_embedder(params.model, str(device))
+        # Detection and embedding in the runtime the shared faces cache's key names (that of
+        # the device, as analyze runs them): a table is the same whoever computed it.
+        self.runtime = inference.runtime_of(self.model)
         self.case = _screen_case(params)
 
     def result_file(self, video: str) -> Path:
@@ -228,7 +231,8 @@ class VideoScreener:
         result = json.loads(path.read_text("utf-8"))
         same = (result.get("video_sha256") == sha256
                 and result.get("params_key") == self.watch.params.key()
-                and result.get("inputs_key") == self.watch.inputs_key)
+                and result.get("inputs_key") == self.watch.inputs_key
+                and result.get("runtime") == self.runtime)
         return result if same else None
 
     def screen(self, video: str, path: str) -> dict[str, Any]:
@@ -239,7 +243,8 @@ class VideoScreener:
             "video_sha256": "", "size_bytes": 0, "duration_s": float("nan"),
             "frame_rate": float("nan"), "n_frames": 0, "n_faces": 0, "n_tracks": 0,
             "faces_table": "", "params_key": self.watch.params.key(),
-            "inputs_key": self.watch.inputs_key, "labels": {}, "scores": [],
+            "inputs_key": self.watch.inputs_key, "runtime": self.runtime, "labels": {},
+            "scores": [],
         }
         try:
             intake = intake_video(path)
