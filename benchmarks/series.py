@@ -10,7 +10,8 @@
    low resolution (``--memory-height``), on one episode of 1, 5 and 20 minutes. Each run
    reports wall and CPU time, sampled frames/s, faces/s and peak RSS, and the time spent in
    decoding (its own thread, overlapped), detection, embedding and the rest (the main thread's
-   wall time minus detection and embedding: cropping, tracking, tables, scores, results).
+   wall time minus detection and embedding: cropping, tracking, tables, scores, results, and
+   ``waiting_for_frames_s``, the main thread's waits for decoded frames).
 3. Fits time = a + b * episodes and predicts the 44-episode series of ``--episode-seconds``
    episodes and of 90 s episodes at 5 fps; writes a JSON and a figure.
 
@@ -127,17 +128,35 @@ def run_one(case_file: Path, out: Path) -> dict:
     import psutil
     import torch
 
-    from likeness import cli, embeddings, faces, footage
+    from likeness import analysis, cli, embeddings, faces, footage
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from measure import PeakMemory
 
-    spent = {"decode_s": 0.0, "detect_s": 0.0, "embed_s": 0.0}
-    iter_frames, detect_batch, embed_crops = (
+    spent = {"decode_s": 0.0, "detect_s": 0.0, "embed_s": 0.0, "waiting_for_frames_s": 0.0}
+    iter_frames, detect_batch, embed_crops, prefetch_each = (
         footage.iter_frames,
         faces.detect_batch,
         embeddings.embed_crops,
+        analysis.prefetch_each,
     )
+
+    def waited(items):
+        """``items``, with the time the main thread waits for each added to the waits."""
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                spent["waiting_for_frames_s"] += time.perf_counter() - start
+            yield item
+
+    def timed_prefetch_each(*args, **kwargs):
+        # The outer iterator waits too: it takes each episode's first batch off the queue.
+        for frames in waited(prefetch_each(*args, **kwargs)):
+            yield waited(frames)
 
     def timed_frames(*args, **kwargs):
         frames = iter_frames(*args, **kwargs)
@@ -162,6 +181,7 @@ def run_one(case_file: Path, out: Path) -> dict:
         return wrapper
 
     footage.iter_frames = timed_frames
+    analysis.prefetch_each = timed_prefetch_each
     faces.detect_batch = timed("detect_s", detect_batch)
     embeddings.embed_crops = timed("embed_s", embed_crops)
     load_before = os.getloadavg()
