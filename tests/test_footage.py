@@ -454,20 +454,22 @@ def test_footage_error_is_a_likeness_error():
 
 
 def test_decoding_ahead_across_episodes_keeps_each_episodes_frames_and_errors(media):
-    """prefetch_each, as analyze decodes a series: a text file, a cut video and an intact one
-    in one decoding thread give each its own frames (the same pixels as decoding it alone) and
-    its own error; dropping a half-read episode stops its decoding and closes its file."""
+    """prefetch_each, as analyze decodes a series: a text file, a cut video, a missing file and
+    intact ones in one decoding thread give each its own frames (the same pixels as decoding it
+    alone) and its own error; dropping a half-read episode stops its decoding and closes its
+    file."""
     text = media / "series_notes.mp4"
     text.write_text("not a video\n", encoding="utf-8")
     cut = media / "series_cut.mp4"
     data = DANCE.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    sources = [text, cut, HAMILTON, DANCE]
+    gone = media / "series_gone.mp4"  # never written: iter_frames refuses it when called
+    sources = [text, cut, gone, HAMILTON, DANCE]
 
-    def frames(path):
-        return footage.iter_frames(path, 5, batch_size=4)
+    def frames(path):  # lazy, as analysis.episode_frames
+        yield from footage.iter_frames(path, 5, batch_size=4)
 
-    results = []
+    results = {}
     before = len(os.listdir("/proc/self/fd"))
     decoded = prefetch_each(frames(p) for p in sources)
     for path, batches in zip(sources, decoded, strict=True):
@@ -478,15 +480,26 @@ def test_decoding_ahead_across_episodes_keeps_each_episodes_frames_and_errors(me
                 if path == HAMILTON and len(digests) >= 8:
                     break  # leave the rest of this episode undecoded
         except FootageError as exc:
-            results.append((digests, str(exc)))
+            results[path] = (digests, str(exc))
             continue
-        results.append((digests, None))
+        results[path] = (digests, None)
     assert len(os.listdir("/proc/self/fd")) == before  # every video closed
-    (text_frames, text_error), (cut_frames, cut_error), (ham, ham_error), (dance, dance_error) = (
-        results
-    )
+    text_frames, text_error = results[text]
+    cut_frames, cut_error = results[cut]
+    gone_frames, gone_error = results[gone]
+    ham, ham_error = results[HAMILTON]
+    dance, dance_error = results[DANCE]
+    assert gone_frames == [] and str(gone) in gone_error
     assert text_frames == [] and str(text) in text_error and "not a media file" in text_error
     assert str(cut) in cut_error and "truncated" in cut_error
     assert cut_frames == _collect(DANCE, 5)[3][: len(cut_frames)] and len(cut_frames) > 0
     assert ham_error is None and ham == _collect(HAMILTON, 5)[3][:8]
     assert dance_error is None and dance == _collect(DANCE, 5)[3]
+
+    # Sources made eagerly (iter_frames checks the path when called): a source that cannot be
+    # made fails as its own iterator and ends the series, instead of stopping the thread
+    # silently and leaving the consumer waiting for ever.
+    eager = prefetch_each(footage.iter_frames(p, 5) for p in [gone, DANCE])
+    with pytest.raises(FootageError, match=re.escape(str(gone))):
+        list(next(eager))
+    assert list(eager) == []

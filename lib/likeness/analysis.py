@@ -91,9 +91,13 @@ def _frame_table(
 
 
 def episode_frames(episode: Episode, case: Case) -> Iterator[footage.FrameBatch]:
-    """The batches of sampled frames that :func:`analyze_episode` reads, decoded lazily."""
+    """The batches of sampled frames that :func:`analyze_episode` reads. Lazy: the file is
+    checked and opened when the first batch is asked for, so that a missing or empty file
+    fails in its own episode, wherever the iterator was made."""
     params = case.analysis
-    return footage.iter_frames(episode.path, params.sample_fps, batch_size=params.detect_batch_size)
+    yield from footage.iter_frames(
+        episode.path, params.sample_fps, batch_size=params.detect_batch_size
+    )
 
 
 def analyze_episode(

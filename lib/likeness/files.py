@@ -179,7 +179,9 @@ def prefetch_each(sources: Iterable[Iterable], depth: int = 2) -> Iterator[Itera
     bounded as for one source. A source's exception is raised by its own iterator, after its
     items, and the next sources go on. Moving to the next iterator drops what is left of the
     current one. When the consumer stops (closes the generator, or the process is
-    interrupted), the producer stops too and closes its source.
+    interrupted), the producer stops too and closes its source. Sources should be lazy (a
+    generator that opens its file when first iterated), so that a source that cannot even
+    start fails as its own iterator, and the next ones still come.
     """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -194,7 +196,15 @@ def prefetch_each(sources: Iterable[Iterable], depth: int = 2) -> Iterator[Itera
         return False
 
     def produce() -> None:
-        for source in sources:
+        remaining = iter(sources)
+        while True:
+            try:
+                source = next(remaining)
+            except StopIteration:
+                break
+            except BaseException as exc:  # making the next source failed: its consumer hears
+                put(_ERROR, exc)  # it (a generator of sources is finished after raising)
+                break
             try:
                 for item in source:
                     if not put(_ITEM, item):
