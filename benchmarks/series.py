@@ -141,8 +141,8 @@ def run_one(case_file: Path, out: Path) -> dict:
         analysis.prefetch_each,
     )
 
-    def waited(items):
-        """``items``, with the time the main thread waits for each added to the waits."""
+    def timed_items(name, items):
+        """``items``, with the time each takes to come added to ``spent[name]``."""
         while True:
             start = time.perf_counter()
             try:
@@ -150,25 +150,17 @@ def run_one(case_file: Path, out: Path) -> dict:
             except StopIteration:
                 return
             finally:
-                spent["waiting_for_frames_s"] += time.perf_counter() - start
+                spent[name] += time.perf_counter() - start
             yield item
 
     def timed_prefetch_each(*args, **kwargs):
-        # The outer iterator waits too: it takes each episode's first batch off the queue.
-        for frames in waited(prefetch_each(*args, **kwargs)):
-            yield waited(frames)
+        # The main thread's waits; the outer iterator waits too: it takes each episode's
+        # first batch off the queue.
+        for frames in timed_items("waiting_for_frames_s", prefetch_each(*args, **kwargs)):
+            yield timed_items("waiting_for_frames_s", frames)
 
-    def timed_frames(*args, **kwargs):
-        frames = iter_frames(*args, **kwargs)
-        while True:
-            start = time.perf_counter()
-            try:
-                batch = next(frames)
-            except StopIteration:
-                return
-            finally:
-                spent["decode_s"] += time.perf_counter() - start
-            yield batch
+    def timed_frames(*args, **kwargs):  # in the decoding thread
+        yield from timed_items("decode_s", iter_frames(*args, **kwargs))
 
     def timed(name, function):
         def wrapper(*args, **kwargs):
