@@ -210,7 +210,9 @@ def faces_cache_path(case: Case, footage_sha256: str) -> Path:
         # The key names both: screen embedded video faces in PyTorch under the former
         # key {"runtime": ...} before 2026-11-26, and those tables must not be reused.
         key["runtimes"] = {"detector": runtime, "embedder": runtime}
-    key["frames_per_detection"] = faces.frames_per_detection(device, params.detect_batch_size)
+    # Named as analysis.json names it (detector.frames_per_call); renamed with the change of
+    # key above, so no table made under the old names is lost twice.
+    key["frames_per_call"] = faces.frames_per_detection(device, params.detect_batch_size)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return models.cache_dir() / "faces" / f"{digest}.parquet"
 
