@@ -370,19 +370,19 @@ def _faces_and_photos(
     episode_sha = {e["id"]: e["sha256"] for e in intake["evidence"] if e["role"] == "footage"}
     probes = {e["id"]: e.get("probe") for e in intake["evidence"] if e["role"] == "footage"}
     statuses: dict[str, Any] = {}
-    to_analyse = []
+    to_analyse: list[tuple[Episode, Path]] = []  # with where its faces table is cached
     for episode in case.episodes:
         out = faces_path(run_dir, episode.id)
+        cached = faces_cache_path(case, episode_sha[episode.id])
         if out.exists():
             statuses[episode.id] = episode_status_from_file(out)
-        elif reused := _faces_from_cache(faces_cache_path(case, episode_sha[episode.id]),
-                                         episode.id, out):
+        elif reused := _faces_from_cache(cached, episode.id, out):
             statuses[episode.id] = reused
         else:
-            to_analyse.append(episode)
+            to_analyse.append((episode, cached))
     # One bar over the frames of every episode still to analyse: the series' frames/s and ETA.
     series_bar = tqdm(
-        total=sum(expected_frames(probes[e.id], case.analysis.sample_fps) for e in to_analyse),
+        total=sum(expected_frames(probes[e.id], case.analysis.sample_fps) for e, _ in to_analyse),
         desc="series frames",
         unit="frame",
         disable=not progress,
@@ -390,16 +390,17 @@ def _faces_and_photos(
     # One decoding thread runs through all the episodes: the next one's first frames are
     # decoded while this one's last are detected, instead of MTCNN waiting about 0.8 s per
     # 1080p episode for a batch (16 sampled frames, 96 decoded at 5 of 30 fps).
-    decoded = prefetch_each(episode_frames(e, case) for e in to_analyse)
-    for episode, frames in tqdm(zip(to_analyse, decoded, strict=True), total=len(to_analyse),
-                                desc="episodes", unit="episode", disable=not progress):
-        out = faces_path(run_dir, episode.id)
+    decoded = prefetch_each(episode_frames(e, case) for e, _ in to_analyse)
+    for (episode, cached), frames in tqdm(
+        zip(to_analyse, decoded, strict=True), total=len(to_analyse), desc="episodes",
+        unit="episode", disable=not progress,
+    ):
         try:
             statuses[episode.id] = analyze_episode(
                 episode, case, run_dir, detector, model, progress=progress,
                 series_bar=series_bar, frames=frames,
             )
-            _faces_to_cache(out, faces_cache_path(case, episode_sha[episode.id]))
+            _faces_to_cache(faces_path(run_dir, episode.id), cached)
         except FootageError as exc:
             # This episode fails alone; the others, and what is already done, are kept.
             statuses[episode.id] = {
