@@ -17,4 +17,4 @@ step 170 python3 benchmarks/series.py --episode-seconds 20 --episodes 1 2 4 \
   --json "$OUT/series.json"
 step 80 python3 benchmarks/gpu/detection.py --json "$OUT/detection.json"
 step 60 python3 benchmarks/gpu/embedder_precision.py --json "$OUT/embedder_precision.json"
-step 80 python3 benchmarks/gpu/gop_decoding.py --workers 2 4 8 16 --json "$OUT/gop_decoding.json"
+step 80 python3 benchmarks/gpu/gop_decoding.py --decoders 2 4 8 16 --json "$OUT/gop_decoding.json"

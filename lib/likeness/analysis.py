@@ -42,6 +42,7 @@ from likeness import (
     footage,
     inference,
     models,
+    parallel_decoding,
     processing_log,
     runfolder,
 )
@@ -95,8 +96,10 @@ def episode_frames(episode: Episode, case: Case) -> Iterator[footage.FrameBatch]
     checked and opened when the first batch is asked for, so that a missing or empty file
     fails in its own episode, wherever the iterator was made."""
     params = case.analysis
-    yield from footage.iter_frames(
-        episode.path, params.sample_fps, batch_size=params.detect_batch_size
+    # Several decoders where the detector outruns one (a GPU); the frames are the same.
+    decoders = parallel_decoding.decoders_for(faces.resolve_device(params.device).type)
+    yield from parallel_decoding.iter_frames(
+        episode.path, params.sample_fps, batch_size=params.detect_batch_size, decoders=decoders
     )
 
 

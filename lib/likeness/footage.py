@@ -223,6 +223,21 @@ def choose_stream(
 # Decoding
 
 
+def decode_in_one_thread(stream: av.video.VideoStream) -> None:
+    """Decode ``stream`` in the calling thread alone, as every decoder of likeness does.
+
+    With frame threads, which frames of damaged data are dropped and whether the decoder
+    reports the damage depend on thread timing (the same file read "damaged" in one run and
+    "ok" in the next), and with slice threads the concealed pixels after an error do. Most
+    H.264 is coded as one slice per frame, so slice threads gained nothing anyway. Decoding
+    overlaps detection (:func:`likeness.files.prefetch_each`), and where one thread cannot
+    keep up (a GPU), :mod:`likeness.parallel_decoding` runs several such decoders, each on
+    its own run of closed GOPs.
+    """
+    stream.thread_count = 1
+    stream.thread_type = "SLICE"
+
+
 def decoded_frames(
     path: Path, report: DecodeReport, *, max_packets: int | None = None
 ) -> Iterator[tuple[int, Fraction, av.VideoFrame]]:
@@ -237,15 +252,7 @@ def decoded_frames(
         report.header_frames = stream.frames
         entries = stream.index_entries
         report.index_end = max((e.pos + e.size for e in entries), default=None)
-        # One decoding thread: with frame threads, which frames of damaged data are dropped and
-        # whether the decoder reports the damage depend on thread timing (the same file read
-        # "damaged" in one run and "ok" in the next), and with slice threads the concealed
-        # pixels after an error do. Most H.264 is coded as one slice per frame, so slice
-        # threads gained nothing anyway; frame threads decode 1080p about twice as fast, but
-        # decoding stays ahead of MTCNN (about 40 frames/s decoded against 3 detected on a
-        # CPU), and it overlaps detection (analysis._prefetch).
-        stream.thread_count = 1
-        stream.thread_type = "SLICE"
+        decode_in_one_thread(stream)
         time_base = stream.time_base or Fraction(1, 1)
         origin = stream.start_time
         rate = stream.average_rate or stream.guessed_rate
@@ -335,7 +342,7 @@ def footage_problem(
     )
 
 
-def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     """Convert a decoded frame to an upright, C-contiguous (H, W, 3) uint8 RGB array."""
     # One reformatter for all frames keeps one swscale context (VideoFrame.to_ndarray builds a
     # new one per frame). threads=1: the decoder's threads already occupy the cores.
@@ -344,7 +351,7 @@ def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     return np.ascontiguousarray(orientation.upright(rgb, orientation.display_transform(frame)))
 
 
-def _check_sample_fps(sample_fps: float | None) -> Fraction | None:
+def check_sample_fps(sample_fps: float | None) -> Fraction | None:
     if sample_fps is None:
         return None
     if isinstance(sample_fps, bool) or not isinstance(sample_fps, numbers.Real):
@@ -356,7 +363,8 @@ def _check_sample_fps(sample_fps: float | None) -> Fraction | None:
 
 
 def iter_frames(
-    path: str | os.PathLike, sample_fps: float | None, *, batch_size: int = 16
+    path: str | os.PathLike, sample_fps: float | None, *, batch_size: int = 16,
+    start_frame: int = 0,
 ) -> Iterator[FrameBatch]:
     """Decode a video into batches of upright RGB frames with exact presentation times.
 
@@ -373,6 +381,9 @@ def iter_frames(
             Frames timed before the stream start (negative times, rare) are only delivered
             when every frame is read.
         batch_size: frames per batch (the last batch may be shorter).
+        start_frame: the first frame index to deliver. The frames before it are decoded
+            (their numbering and the sampling stay those of the whole video) but neither
+            converted nor delivered: a reader that stopped after frame n - 1 goes on at n.
 
     Yields:
         :class:`FrameBatch` in presentation order.
@@ -386,12 +397,29 @@ def iter_frames(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    fps = _check_sample_fps(sample_fps)
+    if isinstance(start_frame, bool) or not isinstance(start_frame, int) or start_frame < 0:
+        raise ValueError(f"start_frame must be a non-negative integer, got {start_frame!r}")
+    fps = check_sample_fps(sample_fps)
     p = checked_path(path)
-    return _iter_frames(p, fps, batch_size)
+    return _iter_frames(p, fps, batch_size, start_frame)
 
 
-def _iter_frames(path: Path, fps: Fraction | None, batch_size: int) -> Iterator[FrameBatch]:
+def next_tick_after(time: Fraction, fps: Fraction | None, next_tick: int) -> int | None:
+    """The sampling rule of :func:`iter_frames`, one frame at a time: None when the frame at
+    ``time`` is not kept while tick ``next_tick`` is the next still to be served, otherwise
+    the next tick to serve after keeping it. With ``fps`` None every frame is kept."""
+    if fps is None:
+        return next_tick
+    # time >= k / fps  <=>  time * fps >= k, exact in rationals.
+    ticks = time * fps
+    if ticks < next_tick:
+        return None
+    return math.floor(ticks) + 1
+
+
+def _iter_frames(
+    path: Path, fps: Fraction | None, batch_size: int, start_frame: int
+) -> Iterator[FrameBatch]:
     report = DecodeReport()
     reformatter = VideoReformatter()
     indices: list[int] = []
@@ -404,33 +432,33 @@ def _iter_frames(path: Path, fps: Fraction | None, batch_size: int) -> Iterator[
     try:
         for frame_index, time, frame in frames:
             n_frames, last_time = frame_index + 1, time
-            if fps is not None:
-                # time >= k / fps  <=>  time * fps >= k, exact in rationals.
-                ticks = time * fps
-                if ticks < next_tick:
-                    continue
-                next_tick = math.floor(ticks) + 1
+            after = next_tick_after(time, fps, next_tick)
+            if after is None:
+                continue
+            next_tick = after
+            if frame_index < start_frame:
+                continue
             indices.append(frame_index)
             times.append(float(time))
-            images.append(_to_rgb(frame, reformatter))
+            images.append(to_rgb(frame, reformatter))
             if len(images) == batch_size:
-                yield _batch(indices, times, images)
+                yield frame_batch(indices, times, images)
                 indices, times, images = [], [], []
     except DECODER_FAILURES as exc:
         # The frames already delivered stay delivered; the episode ends as if damaged.
         if images:
-            yield _batch(indices, times, images)
+            yield frame_batch(indices, times, images)
         raise unreadable_error(path, exc) from exc
     finally:
         frames.close()  # also when the caller stops early: the file is closed at once
     if images:
-        yield _batch(indices, times, images)
+        yield frame_batch(indices, times, images)
     problem = footage_problem(path, report, n_frames, last_time)
     if problem:
         raise FootageError(problem)
 
 
-def _batch(indices: list[int], times: list[float], images: list[np.ndarray]) -> FrameBatch:
+def frame_batch(indices: list[int], times: list[float], images: list[np.ndarray]) -> FrameBatch:
     return FrameBatch(
         frame_index=np.asarray(indices, dtype=np.int64),
         time_s=np.asarray(times, dtype=np.float64),
@@ -468,7 +496,7 @@ def read_frames(path: str | os.PathLike, frame_indices: Iterable[int]) -> dict[i
         for frame_index, time, frame in frames:
             n_frames, last_time = frame_index + 1, time
             if frame_index in wanted:
-                found[frame_index] = _to_rgb(frame, reformatter)
+                found[frame_index] = to_rgb(frame, reformatter)
             if frame_index == last_wanted:
                 break
     except DECODER_FAILURES as exc:
