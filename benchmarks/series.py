@@ -128,14 +128,14 @@ def run_one(case_file: Path, out: Path) -> dict:
     import psutil
     import torch
 
-    from likeness import analysis, cli, embeddings, faces, footage
+    from likeness import analysis, cli, embeddings, faces, parallel_decoding
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from measure import PeakMemory
 
     spent = {"decode_s": 0.0, "detect_s": 0.0, "embed_s": 0.0, "waiting_for_frames_s": 0.0}
     iter_frames, detect_batch, embed_crops, prefetch_each = (
-        footage.iter_frames,
+        parallel_decoding.iter_frames,
         faces.detect_batch,
         embeddings.embed_crops,
         analysis.prefetch_each,
@@ -172,7 +172,7 @@ def run_one(case_file: Path, out: Path) -> dict:
 
         return wrapper
 
-    footage.iter_frames = timed_frames
+    parallel_decoding.iter_frames = timed_frames
     analysis.prefetch_each = timed_prefetch_each
     faces.detect_batch = timed("detect_s", detect_batch)
     embeddings.embed_crops = timed("embed_s", embed_crops)

@@ -15,9 +15,11 @@ Measures, on one video (default: facenet-pytorch's own 1080p example, every fram
 
 Times are wall-clock (``time.perf_counter``), after a warm-up frame on each path; on a GPU each
 reading is taken after ``torch.cuda.synchronize()``. Peak memory is the process's resident set
-sampled every 10 ms during each phase (and ``torch.cuda.max_memory_allocated`` on a GPU).
+by its kernel high-water mark, reset at the start of each phase (``measure.PeakMemory``; and
+``torch.cuda.max_memory_allocated`` on a GPU).
 
-``--frames`` and ``--resolution`` are applied by wrapping ``likeness.footage.iter_frames`` (the
+``--frames`` and ``--resolution`` are applied by wrapping ``likeness.parallel_decoding.iter_frames``
+(what ``analyze_episode`` reads through, with one decoder or several; the
 first N frames, resized with OpenCV's area filter, timed as part of decoding); without them,
 ``analyze_episode`` runs untouched.
 
@@ -45,7 +47,17 @@ import torch
 from facenet_pytorch import MTCNN
 from PIL import Image
 
-from likeness import analysis, embeddings, face_crop, faces, faces_table, footage, inference, models
+from likeness import (
+    analysis,
+    embeddings,
+    face_crop,
+    faces,
+    faces_table,
+    footage,
+    inference,
+    models,
+    parallel_decoding,
+)
 from likeness.case import ANALYSIS_DEFAULTS, AnalysisParams, Case, Episode, testdata_root
 from measure import RESOLUTIONS, PeakMemory, clock, rate, resize_to
 from peer import compare_faces, opencv_frames, peer_detector, run_peer
@@ -53,7 +65,7 @@ from peer import compare_faces, opencv_frames, peer_detector, run_peer
 # Batch size -> crops embedded at that size (batch 1 is slow on a CPU).
 EMBED_BATCHES = {1: 16, 64: 128, 256: 256}
 # The real decoder, kept before frames_limited() swaps in its wrapper.
-ITER_FRAMES = footage.iter_frames
+ITER_FRAMES = parallel_decoding.iter_frames
 
 
 def default_video() -> Path:
@@ -62,11 +74,12 @@ def default_video() -> Path:
 
 def limited_frames(
     path: Path, sample_fps: float | None, batch_size: int, max_frames: int | None,
-    height: int | None,
+    height: int | None, decoders: int = 1,
 ) -> Iterator[footage.FrameBatch]:
-    """footage.iter_frames, cut after ``max_frames`` frames and resized to ``height`` rows."""
+    """The frames analyze_episode reads, cut after ``max_frames`` frames and resized to
+    ``height`` rows."""
     remaining = max_frames if max_frames is not None else sys.maxsize
-    for batch in ITER_FRAMES(path, sample_fps, batch_size=batch_size):
+    for batch in ITER_FRAMES(path, sample_fps, batch_size=batch_size, decoders=decoders):
         keep = min(remaining, len(batch.frame_index))
         yield footage.FrameBatch(
             batch.frame_index[:keep],
@@ -84,14 +97,14 @@ def frames_limited(max_frames: int | None, height: int | None) -> Iterator[None]
     if max_frames is None and height is None:
         yield
         return
-    def patched(path, sample_fps, *, batch_size=16):
-        return limited_frames(Path(path), sample_fps, batch_size, max_frames, height)
+    def patched(path, sample_fps, *, batch_size=16, decoders=1):
+        return limited_frames(Path(path), sample_fps, batch_size, max_frames, height, decoders)
 
-    footage.iter_frames = patched
+    parallel_decoding.iter_frames = patched
     try:
         yield
     finally:
-        footage.iter_frames = ITER_FRAMES
+        parallel_decoding.iter_frames = ITER_FRAMES
 
 
 def benchmark_case(video: Path, params: AnalysisParams, folder: Path) -> Case:
