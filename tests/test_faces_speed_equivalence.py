@@ -77,17 +77,43 @@ def test_area_crops_equal_torch_area_resize(frames):
     y = rng.integers(1, height - size + 2)
     ex, ey = x + size - 1, y + size - 1
     table = area_resize.integral_table(frames[1])
+    # The GPU cuts every image's crops at once: here from frames 0 and 1, interleaved.
+    inds = np.where(np.arange(n) % 3 == 0, 0, 1)
     for out_size in (24, 48):
         got = torch.from_numpy(area_resize.area_crops(table, y, ey, x, ex, out_size))
         standardised = area_resize.area_crops(table, y, ey, x, ex, out_size, standardise=True)
         # The GPU's arithmetic, run here on the CPU.
-        got_torch = area_resize.area_crops_torch(image[1], y, ey, x, ex, out_size)
+        got_torch = area_resize.area_crops_torch(image, inds, y, ey, x, ex, out_size)
         for k in range(n):
             crop = as_float[1, :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
             want = interpolate(crop, size=(out_size, out_size), mode="area")[0]
             assert torch.equal(got[k], want), (k, size[k], out_size)
             assert np.array_equal(standardised[k], ((want - 127.5) * 0.0078125).numpy())
-            assert torch.equal(got_torch[k], want), (k, size[k], out_size)
+            crop = as_float[inds[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
+            want = interpolate(crop, size=(out_size, out_size), mode="area")[0]
+            assert torch.equal(got_torch[k], want), (k, inds[k], size[k], out_size)
+
+
+def test_gpu_stage_input_equals_the_cpus(frames):
+    """R-Net's and O-Net's input as a GPU cuts it (PyTorch, every image's crops in one pass),
+    run here on the CPU, equals the CPU's (compiled loops over the summed-area tables), bit
+    for bit, for candidate boxes spread over both frames and their borders."""
+    images = np.stack(frames)
+    pixels = torch.as_tensor(images).permute(0, 3, 1, 2)
+    tables = [area_resize.integral_table(f) for f in frames]
+    rng = np.random.default_rng(11)
+    n = 400
+    side = rng.uniform(8, 400, n)
+    x1 = rng.uniform(-20, images.shape[2] - 10, n)
+    y1 = rng.uniform(-20, images.shape[1] - 10, n)
+    boxes = torch.as_tensor(np.stack([x1, y1, x1 + side, y1 + side, rng.uniform(0, 1, n)], 1),
+                            dtype=torch.float32)
+    image_inds = torch.as_tensor(rng.integers(0, 2, n))
+    for size in (24, 48):
+        cpu = mtcnn._stage_input(pixels, tables, torch.float32, image_inds, boxes, size)
+        gpu_way = mtcnn._stage_input(pixels, None, torch.float32, image_inds, boxes, size)
+        assert cpu.shape == (n, 3, size, size)
+        assert torch.equal(cpu, gpu_way), size
 
 
 def test_pyramid_levels_equal_torch_area_resize(frames):

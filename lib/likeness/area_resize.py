@@ -157,29 +157,42 @@ def area_crops(
 
 
 def area_crops_torch(
-    image: torch.Tensor, y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.ndarray, size: int
+    images: torch.Tensor,
+    inds: np.ndarray,
+    y: np.ndarray,
+    ey: np.ndarray,
+    x: np.ndarray,
+    ex: np.ndarray,
+    size: int,
 ) -> torch.Tensor:
-    """:func:`area_crops` in PyTorch, on the device of the (C, H, W) uint8 ``image`` (a GPU)."""
-    device = image.device
-    # The table covers only the part of the image that the crops cover.
+    """:func:`area_crops` in PyTorch on the device of the (N, C, H, W) uint8 ``images`` (a GPU),
+    crop k cut from image ``inds[k]``: all the batch's crops in one pass, with no step per
+    image. (K, C, size, size) float32, bit for bit as :func:`area_crops` computes them."""
+    device = images.device
+    # One table per image that has crops, over the part of the images the crops cover.
+    used, slot = np.unique(inds, return_inverse=True)
     top, left = int(y.min()) - 1, int(x.min()) - 1
-    region = image[:, top : int(ey.max()), left : int(ex.max())]
-    channels, height, width = region.shape
+    region = images[torch.as_tensor(used, device=device), :, top : int(ey.max()),
+                    left : int(ex.max())]
+    n, channels, height, width = region.shape
     dtype = torch.int32 if 255 * height * width < 2**31 else torch.int64
-    table = torch.zeros((height + 1, width + 1, channels), dtype=dtype, device=device)
-    table[1:, 1:] = region.permute(1, 2, 0).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)
+    table = torch.zeros((n, height + 1, width + 1, channels), dtype=dtype, device=device)
+    table[:, 1:, 1:] = region.permute(0, 2, 3, 1).cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)
+    # The crops' coordinates in one host-to-device copy: image slot, y, ey, x, ex.
+    coords = torch.as_tensor(np.stack([slot, y - top, ey - top, x - left, ex - left]),
+                             dtype=torch.int64, device=device)
     cell = torch.arange(size, device=device)
 
-    def crop_windows(start: np.ndarray, stop: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        first = torch.as_tensor(start - 1, device=device)[:, None]
-        length = torch.as_tensor(stop - start + 1, device=device)[:, None]
+    def crop_windows(start: torch.Tensor, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first, length = (start - 1)[:, None], (stop - start + 1)[:, None]
         lo = first + torch.div(cell * length, size, rounding_mode="floor")
         hi = first + torch.div((cell + 1) * length + size - 1, size, rounding_mode="floor")
         return lo, hi
 
-    r0, r1 = crop_windows(y - top, ey - top)
-    c0, c1 = crop_windows(x - left, ex - left)
+    r0, r1 = crop_windows(coords[1], coords[2])
+    c0, c1 = crop_windows(coords[3], coords[4])
+    f = coords[0][:, None, None]
     r0, r1, c0, c1 = r0[:, :, None], r1[:, :, None], c0[:, None, :], c1[:, None, :]
-    sums = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]  # (K, s, s, C)
+    sums = table[f, r1, c1] - table[f, r0, c1] - table[f, r1, c0] + table[f, r0, c0]  # (K,s,s,C)
     kh, kw = (r1 - r0)[..., None].float(), (c1 - c0)[..., None].float()
     return (sums.float() / kh / kw).permute(0, 3, 1, 2).contiguous()

@@ -138,10 +138,7 @@ def _stage_input(
             crop = pixels[inds[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
             crops[k] = imresample(crop.type(dtype), (size, size))[0]
     else:
-        for n in np.unique(inds):
-            sel = np.flatnonzero(inds == n)
-            cut = area_crops_torch(pixels[int(n)], y[sel], ey[sel], x[sel], ex[sel], size)
-            crops[torch.as_tensor(sel, device=device)] = cut.to(dtype)
+        crops = area_crops_torch(pixels, inds, y, ey, x, ex, size).to(dtype)
     return _standardise(crops)
 
 
