@@ -58,14 +58,22 @@ def test_runs_give_the_single_decoders_frames(clip, sample_fps, decoders):
     assert len(single[0]) > 40
 
 
-def _encode(src, dst, x264_params: str, n_frames: int = 150):
-    """The first ``n_frames`` of ``src`` encoded by x264 with B-frames (preset medium: 3
-    B-frames, B-pyramid) and a keyframe every 30 frames, as an AI drama's encoder would."""
+ENCODERS = {
+    # x264 preset medium: 3 B-frames, B-pyramid; x265 preset fast: 4 B-frames.
+    "h264": ("libx264", "medium", "x264-params", "keyint=30:min-keyint=30:scenecut=0"),
+    "hevc": ("libx265", "fast", "x265-params", "keyint=30:min-keyint=30:scenecut=0"),
+}
+
+
+def _encode(src, dst, codec: str, open_gop: bool, n_frames: int = 150):
+    """The first ``n_frames`` of ``src`` encoded with B-frames and a keyframe every 30 frames,
+    as an AI drama's encoder would; closed GOPs (IDR keyframes) or open ones."""
+    library, preset, key, params = ENCODERS[codec]
+    params += f":open-gop={int(open_gop)}"
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         vin = inp.streams.video[0]
-        vout = out.add_stream("libx264", rate=vin.average_rate,
-                              options={"preset": "medium", "crf": "23",
-                                       "x264-params": f"keyint=30:min-keyint=30:{x264_params}"})
+        vout = out.add_stream(library, rate=vin.average_rate,
+                              options={"preset": preset, "crf": "23", key: params})
         vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, "yuv420p"
         for n, frame in enumerate(inp.decode(vin)):
             if n == n_frames:
@@ -75,27 +83,28 @@ def _encode(src, dst, x264_params: str, n_frames: int = 150):
                 out.mux(packet)
         for packet in vout.encode(None):
             out.mux(packet)
+    with av.open(str(dst)) as container:  # the premise: B-frames reordered, 5 keyframes
+        packets = [p for p in container.demux(video=0) if p.size]
+    pts = [p.pts for p in packets]
+    assert pts != sorted(pts) and sum(p.is_keyframe for p in packets) == 5
     return dst
 
 
-def test_b_frames_across_closed_gops(tmp_path):
-    clip = _encode(NGGYUP, tmp_path / "closed.mp4", "open-gop=0")
-    with av.open(str(clip)) as container:  # the premise of the test: B-frames are reordered
-        pts = [p.pts for p in container.demux(video=0) if p.size]
-    assert pts != sorted(pts)
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_b_frames_across_closed_gops(tmp_path, codec):
+    clip = _encode(NGGYUP, tmp_path / "closed.mp4", codec, open_gop=False)
     for sample_fps in (None, 5):
         parallel, single, record = _both(clip, sample_fps)
         assert record.fallback == "" and record.runs == 5, record
         assert parallel == single
 
 
-def test_open_gops_are_not_cut(tmp_path):
-    """Open GOPs' keyframes are I-frames that B-frames before them in time reference across:
-    no IDR to cut at after the first, so the single decoder reads the whole file."""
-    clip = _encode(NGGYUP, tmp_path / "open.mp4", "open-gop=1")
-    with av.open(str(clip)) as container:
-        keyframes = sum(p.is_keyframe for p in container.demux(video=0) if p.size)
-    assert keyframes >= 5  # the container marks them as keyframes all the same
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_open_gops_are_not_cut(tmp_path, codec):
+    """Open GOPs' keyframes (H.264 I-frames with a recovery point, HEVC CRA pictures) are
+    followed by B-frames that reference the GOP before: the container marks them as keyframes
+    all the same, but they are no IDR to cut at, so the single decoder reads the whole file."""
+    clip = _encode(NGGYUP, tmp_path / "open.mp4", codec, open_gop=True)
     parallel, single, record = _both(clip, None)
     assert record.runs == 0 and record.fallback_frame == 0
     assert "no IDR" in record.fallback
