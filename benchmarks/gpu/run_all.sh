@@ -10,8 +10,10 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
 step() { echo "== ${*:2}"; timeout "$1" "${@:2}" 2>&1 | grep -v -i warning | tail -22; }
 step 90 python3 benchmarks/throughput.py --device cuda --peer-batch 32 \
   --json "$OUT/throughput_1080p_run1.json"
-step 90 python3 benchmarks/throughput.py --device cuda --peer-batch 32 \
-  --json "$OUT/throughput_1080p_run2.json"
+# Where a GPU frame's time goes now, to choose the next change (a second throughput run
+# measured only the run-to-run spread, 2.53x against 2.70x, in session 6).
+step 90 python3 benchmarks/gpu/profile_analyze.py --device cuda \
+  --out "$OUT/profile_analyze_episode.txt"
 step 170 python3 benchmarks/series.py --episode-seconds 20 --episodes 1 2 4 \
   --landscape-episodes --memory-minutes --population "$K/data/lfw_subset" \
   --json "$OUT/series.json"
