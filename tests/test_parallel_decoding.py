@@ -170,6 +170,15 @@ def test_long_gops_read_frame_by_frame_stay_with_one_decoder():
     assert parallel == single
 
 
+def test_a_run_too_long_to_hold_goes_to_the_single_decoder(monkeypatch):
+    """dev05 has IDRs at frames 0 and 250: with runs capped at 100 packets, no IDR comes in
+    time, and the single decoder reads the file from its start."""
+    monkeypatch.setattr(parallel_decoding, "MAX_RUN_PACKETS", 100)
+    parallel, single, record = _both(DEV05, 5)
+    assert record.fallback == "no IDR within 100 packets" and record.fallback_frame == 0
+    assert parallel == single
+
+
 def test_stopping_early_leaves_no_file_or_thread(tmp_path):
     def open_files() -> set[str]:
         return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")

@@ -18,8 +18,8 @@ holds; otherwise the single decoder takes over at the first frame not yet delive
 - every frame of a run comes after every frame of the run before (no timestamp reset);
 - each run decodes without an error or a corrupt frame into exactly its packets' times, in
   increasing order;
-- there are at least two runs, and none holds more converted frames than
-  :data:`MAX_RUN_BYTES`.
+- there are at least two runs, none longer than :data:`MAX_RUN_PACKETS` packets or holding
+  more converted frames than :data:`MAX_RUN_BYTES`.
 
 A damaged, truncated or unusual file is therefore read by the single decoder, which reports
 its damage as always. Times, numbering and sampling are the single decoder's
@@ -54,6 +54,9 @@ CUTTABLE_CODECS = ("h264", "hevc")
 # A run is cut at the first IDR after this many packets: fewer, longer runs cost fewer
 # decoder openings (x264 puts an IDR every 250 frames by default).
 MIN_RUN_PACKETS = 24
+# A run's packets are held until it is complete: a stream with no IDR for this many packets
+# (a minute at 30 fps) goes to the single decoder rather than into memory.
+MAX_RUN_PACKETS = 1800
 # Converted frames wait in memory from their run's decoding until delivered. One run may hold
 # this many bytes of them (long GOPs read frame by frame at 1080p exceed it and go to the
 # single decoder), all the runs decoded ahead four times as many.
@@ -258,6 +261,8 @@ def _plan(
                 raise _NotExact("a packet has no presentation time")
             if packet.is_discard:
                 raise _NotExact("packets are marked for discarding (an edit list)")
+            if len(packets) >= MAX_RUN_PACKETS:
+                raise _NotExact(f"no IDR within {MAX_RUN_PACKETS} packets")
             if (len(packets) >= MIN_RUN_PACKETS and packet.is_keyframe
                     and _is_idr(bytes(packet), codec, nal_length)):
                 yield close_run()
