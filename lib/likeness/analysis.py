@@ -390,9 +390,10 @@ def _faces_and_photos(
         unit="frame",
         disable=not progress,
     )
-    # One decoding thread runs through all the episodes: the next one's first frames are
-    # decoded while this one's last are detected, instead of MTCNN waiting about 0.8 s per
-    # 1080p episode for a batch (16 sampled frames, 96 decoded at 5 of 30 fps).
+    # One decoding thread runs through all the episodes (on a GPU it feeds several decoders,
+    # see episode_frames): the next one's first frames are decoded while this one's last are
+    # detected, instead of MTCNN waiting about 0.8 s per 1080p episode for a batch (16
+    # sampled frames, 96 decoded at 5 of 30 fps).
     decoded = prefetch_each(episode_frames(e, case) for e, _ in to_analyse)
     for (episode, cached), frames in tqdm(
         zip(to_analyse, decoded, strict=True), total=len(to_analyse), desc="episodes",
