@@ -18,5 +18,6 @@ step 170 python3 benchmarks/series.py --episode-seconds 20 --episodes 1 2 4 \
   --landscape-episodes --memory-minutes --population "$K/data/lfw_subset" \
   --json "$OUT/series.json"
 step 80 python3 benchmarks/gpu/detection.py --json "$OUT/detection.json"
-step 60 python3 benchmarks/gpu/embedder_precision.py --json "$OUT/embedder_precision.json"
+# embedder_precision.py decided fp32 on 2026-11-26 and is not rerun; NVDEC's exactness is new.
+step 60 python3 benchmarks/gpu/nvdec.py --json "$OUT/nvdec.json"
 step 80 python3 benchmarks/gpu/gop_decoding.py --decoders 2 4 8 16 --json "$OUT/gop_decoding.json"
