@@ -195,9 +195,10 @@ def test_stopping_early_leaves_no_file_or_thread(tmp_path):
     assert not [t for t in threading.enumerate() if t.name.startswith("likeness-decode")]
 
 
-def test_analysis_takes_one_decoder_on_a_cpu_and_several_on_a_gpu():
-    assert parallel_decoding.decoders_for("cpu") == 1
-    assert 1 <= parallel_decoding.decoders_for("cuda") <= 8
+def test_decoders_for_cpus_and_gpus():
+    assert [parallel_decoding.decoders_for("cpu", n) for n in (1, 2, 12, 13, 64, 512)] == \
+        [1, 1, 1, 2, 6, 8]
+    assert [parallel_decoding.decoders_for("cuda", n) for n in (2, 4, 16, 64)] == [1, 2, 8, 8]
     with pytest.raises(ValueError, match="decoders"):
         parallel_decoding.iter_frames(HAMILTON, 5, decoders=0)
 
