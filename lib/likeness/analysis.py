@@ -96,11 +96,15 @@ def episode_frames(episode: Episode, case: Case) -> Iterator[footage.FrameBatch]
     checked and opened when the first batch is asked for, so that a missing or empty file
     fails in its own episode, wherever the iterator was made."""
     params = case.analysis
-    # Several decoders where the detector outruns one (a GPU); the frames are the same.
-    decoders = parallel_decoding.decoders_for(faces.resolve_device(params.device).type)
     yield from parallel_decoding.iter_frames(
-        episode.path, params.sample_fps, batch_size=params.detect_batch_size, decoders=decoders
+        episode.path, params.sample_fps, batch_size=params.detect_batch_size,
+        decoders=_decoders(case),
     )
+
+
+def _decoders(case: Case) -> int:
+    """Decoders per episode: several where the networks outrun one (a GPU, many cores)."""
+    return parallel_decoding.decoders_for(faces.resolve_device(case.analysis.device).type)
 
 
 def analyze_episode(
@@ -289,6 +293,12 @@ def _analysis_record(case: Case) -> dict[str, Any]:
             ),
         },
         "inference": inference.runtime_versions(inference.runtime_name(device)),
+        # How frames were decoded; not checked when a run folder is resumed, because it does
+        # not change them (likeness.parallel_decoding).
+        "decoding": {
+            "decoder": "FFmpeg through PyAV, one thread per decoder",
+            "decoders": _decoders(case),
+        },
         "software": software_versions(),
     }
 
