@@ -119,6 +119,25 @@ def test_start_codes_of_mpeg_ts_are_cut(tmp_path):
     assert parallel == single
 
 
+def test_a_phone_video_turned_by_its_display_matrix(tmp_path):
+    """The runs' decoders turn frames upright as the single decoder does (a portrait phone
+    clip: a 90 degree display matrix on Hamilton's stream, remuxed)."""
+    clip = tmp_path / "portrait.mp4"
+    with av.open(str(HAMILTON)) as inp, av.open(str(clip), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        vout.set_display_rotation(-90)
+        for packet in inp.demux(vin):
+            if packet.dts is not None:
+                packet.stream = vout
+                out.mux(packet)
+    parallel, single, record = _both(clip, 5)
+    assert record.fallback == "" and record.runs >= 2, record
+    assert parallel == single
+    first = next(footage.iter_frames(clip, 5))
+    assert first.images[0].shape == (640, 360, 3)  # upright: portrait
+
+
 def test_a_timestamp_reset_goes_to_the_single_decoder(tmp_path):
     clip = badmedia.ts_with_timestamp_reset(tmp_path / "reset.ts", HAMILTON, copies=2)
     parallel, single, record = _both(clip, 5)
