@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -191,28 +192,32 @@ def face_quality(
 
 def face_rows(det: Detections, crops: np.ndarray) -> pd.DataFrame:
     """The per-face columns of the faces table that come from one image's detections."""
+    return pd.DataFrame(face_columns(det, crops))
+
+
+def face_columns(det: Detections, crops: np.ndarray) -> dict[str, Any]:
+    """:func:`face_rows` as columns (arrays, and a list for the landmarks), for tables built
+    from many images at once."""
     boxes = det.boxes
     face_px = np.sqrt(
         np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
     ).astype(np.float32)
     sharp = sharpness(crops)
     yaw, pitch, roll = pose_degrees(det.landmarks) if len(det) else (np.zeros(0, np.float32),) * 3
-    return pd.DataFrame(
-        {
-            "box_x1": boxes[:, 0],
-            "box_y1": boxes[:, 1],
-            "box_x2": boxes[:, 2],
-            "box_y2": boxes[:, 3],
-            "prob": det.probs,
-            "landmarks": list(det.landmarks.reshape(-1, 10)),
-            "face_px": face_px,
-            "sharpness": sharp,
-            "yaw": yaw,
-            "pitch": pitch,
-            "roll": roll,
-            "quality": face_quality(det.probs, face_px, sharp, yaw, pitch),
-        }
-    )
+    return {
+        "box_x1": boxes[:, 0],
+        "box_y1": boxes[:, 1],
+        "box_x2": boxes[:, 2],
+        "box_y2": boxes[:, 3],
+        "prob": det.probs,
+        "landmarks": list(det.landmarks.reshape(-1, 10)),
+        "face_px": face_px,
+        "sharpness": sharp,
+        "yaw": yaw,
+        "pitch": pitch,
+        "roll": roll,
+        "quality": face_quality(det.probs, face_px, sharp, yaw, pitch),
+    }
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
