@@ -42,7 +42,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from likeness import footage
+from likeness import containers, footage
 from likeness.errors import FootageError
 
 __all__ = ["ParallelDecoding", "decoders_for", "iter_frames"]
@@ -127,7 +127,7 @@ def iter_frames(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     fps = footage.check_sample_fps(sample_fps)
-    p = footage.checked_path(path)
+    p = containers.checked_path(path)
     if record is None:
         record = ParallelDecoding(decoders)
     record.decoders = decoders
@@ -180,8 +180,8 @@ def _iter_frames(
         yield from batcher.add_run(run, decoded)
 
     try:
-        with footage.open_container(path) as container:
-            stream = footage.choose_stream(container, path)[0]
+        with containers.open_container(path) as container:
+            stream = containers.choose_stream(container, path)[0]
             frame_bytes = _frame_bytes(stream)
             runs = _plan(container, stream, fps, report)
             first = next(runs, None)
@@ -291,7 +291,7 @@ def _decode_run(path: Path, stream_index: int, run: _Run) -> _Decoded:
     images: dict[int, np.ndarray] = {}
     out: list[int | None] = []
     try:
-        with footage.open_container(path) as container:
+        with containers.open_container(path) as container:
             stream = container.streams[stream_index]
             footage.decode_in_one_thread(stream)
             reformatter = VideoReformatter()

@@ -2,7 +2,7 @@
 
 :func:`probe_video` is what intake records of each video (container, codec, size, rotation,
 frame rate, duration, frame count, variable frame rate, truncation) together with the video
-stream analysed and why (:func:`likeness.footage.choose_stream`: the same choice decoding
+stream analysed and why (:func:`likeness.containers.choose_stream`: the same choice decoding
 makes) and how many times its timestamps restart. :func:`probe_notes` says what of that a user
 must be told. Opening, stream choice and decoding are :mod:`likeness.footage`'s.
 """
@@ -17,15 +17,13 @@ import av
 import numpy as np
 
 from likeness import orientation
+from likeness.containers import checked_path, choose_stream, open_container
 from likeness.errors import FootageError
 from likeness.footage import (
     DECODER_FAILURES,
     DecodeReport,
-    checked_path,
-    choose_stream,
     decoded_frames,
     footage_problem,
-    open_container,
     unreadable_error,
 )
 
