@@ -80,6 +80,12 @@ class DecodeReport:
     corrupt_frames: int = 0
     timestamp_resets: int = 0
 
+    def read_header(self, stream: av.video.VideoStream) -> None:
+        """What the container promises, against which truncation is judged: the frame count of
+        the header and where the index places the last frame's data."""
+        self.header_frames = stream.frames
+        self.index_end = max((e.pos + e.size for e in stream.index_entries), default=None)
+
 
 # Errors of PyAV/FFmpeg on inputs they do not expect; a file that raises one of these cannot be
 # read as footage, and is refused as such (the episode fails alone), never a crash.
@@ -126,9 +132,7 @@ def decoded_frames(
     """
     with open_container(path) as container:
         stream = video_stream(container, path)
-        report.header_frames = stream.frames
-        entries = stream.index_entries
-        report.index_end = max((e.pos + e.size for e in entries), default=None)
+        report.read_header(stream)
         decode_in_one_thread(stream)
         time_base = stream.time_base or Fraction(1, 1)
         origin = stream.start_time
@@ -228,6 +232,11 @@ def to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     return np.ascontiguousarray(orientation.upright(rgb, orientation.display_transform(frame)))
 
 
+def check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 def check_sample_fps(sample_fps: float | None) -> Fraction | None:
     if sample_fps is None:
         return None
@@ -272,8 +281,7 @@ def iter_frames(
             FootageError says after how many frames and at what time decoding ended.
         ValueError: ``sample_fps`` or ``batch_size`` is not positive.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_batch_size(batch_size)
     if isinstance(start_frame, bool) or not isinstance(start_frame, int) or start_frame < 0:
         raise ValueError(f"start_frame must be a non-negative integer, got {start_frame!r}")
     fps = check_sample_fps(sample_fps)

@@ -131,14 +131,13 @@ def _stage_input(
 
         _each(crop, np.unique(inds))
         return torch.from_numpy(cut)
+    if exact:
+        return _standardise(area_crops_torch(pixels, inds, y, ey, x, ex, size).to(dtype))
+    # Windows too large to sum exactly: resize crop by crop, exactly as facenet-pytorch.
     crops = torch.empty((len(y), pixels.shape[1], size, size), dtype=dtype, device=device)
-    if not exact:
-        # Windows too large to sum exactly: resize crop by crop, exactly as facenet-pytorch.
-        for k in range(len(y)):
-            crop = pixels[inds[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
-            crops[k] = imresample(crop.type(dtype), (size, size))[0]
-    else:
-        crops = area_crops_torch(pixels, inds, y, ey, x, ex, size).to(dtype)
+    for k in range(len(y)):
+        crop = pixels[inds[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
+        crops[k] = imresample(crop.type(dtype), (size, size))[0]
     return _standardise(crops)
 
 

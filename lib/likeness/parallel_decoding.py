@@ -124,8 +124,7 @@ def iter_frames(
         raise ValueError(f"decoders must be a positive integer, got {decoders!r}")
     if decoders == 1:
         return footage.iter_frames(path, sample_fps, batch_size=batch_size)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    footage.check_batch_size(batch_size)
     fps = footage.check_sample_fps(sample_fps)
     p = containers.checked_path(path)
     if record is None:
@@ -229,8 +228,7 @@ def _plan(
     if codec not in CUTTABLE_CODECS:
         raise _NotExact(f"{codec} streams are not cut into runs here")
     nal_length = _nal_length_size(codec, bytes(stream.codec_context.extradata or b""))
-    report.header_frames = stream.frames
-    report.index_end = max((e.pos + e.size for e in stream.index_entries), default=None)
+    report.read_header(stream)
     time_base = stream.time_base or Fraction(1, 1)
     origin = stream.start_time
     next_tick = 0

@@ -4,7 +4,8 @@
 frame rate, duration, frame count, variable frame rate, truncation) together with the video
 stream analysed and why (:func:`likeness.containers.choose_stream`: the same choice decoding
 makes) and how many times its timestamps restart. :func:`probe_notes` says what of that a user
-must be told. Opening, stream choice and decoding are :mod:`likeness.footage`'s.
+must be told. Opening and stream choice are :mod:`likeness.containers`'s, decoding
+:mod:`likeness.footage`'s.
 """
 
 from __future__ import annotations
