@@ -90,14 +90,12 @@ def hardware_frames(video: Path, software: bool):
 
 def compare(video: Path, software: bool) -> dict:
     ref, ref_s = reference(video)
-    origin_and_base: dict = {}
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
-        origin_and_base = {"start": stream.start_time, "base": stream.time_base}
+        origin, base = stream.start_time or 0, stream.time_base
 
     def seconds(pts: int) -> float:
-        start = origin_and_base["start"]
-        return float((pts - (start or 0)) * origin_and_base["base"])
+        return float((pts - origin) * base)
 
     start = time.perf_counter()
     count = sum(1 for _ in hardware_frames(video, software))
