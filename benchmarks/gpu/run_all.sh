@@ -6,13 +6,17 @@ export PYTHONPATH=$PWD/lib:$PWD/benchmarks:$K/site LIKENESS_TESTDATA=$K/data
 export LIKENESS_CACHE=$K/cache PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 python3 benchmarks/gpu/carry.py join || exit 3
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
-# Each step under its own limit (570 s in all, inside one call's 600 s); the last lines shown.
+# Each step under its own limit (585 s in all, inside one call's 600 s); the last lines shown.
 step() { echo "== ${*:2}"; timeout "$1" "${@:2}" 2>&1 | grep -v -i warning | tail -22; }
 step 90 python3 benchmarks/throughput.py --device cuda --peer-batch 32 \
   --json "$OUT/throughput_1080p_run1.json"
-# Where a GPU frame's time goes now, to choose the next change (a second throughput run
-# measured only the run-to-run spread, 2.53x against 2.70x, in session 6).
-step 90 python3 benchmarks/gpu/profile_analyze.py --device cuda \
+# Where detection's time goes, per stage, on the device and on the host: session 6 detected
+# at 85-115 frames/s whatever the batch, a cost per frame that cProfile could not place.
+step 45 python3 benchmarks/gpu/detection_trace.py --device cuda \
+  --json "$OUT/detection_trace.json" --table "$OUT/detection_trace.txt"
+# Where a GPU frame's time goes in a whole analysis, to choose the next change (a second
+# throughput run measured only the run-to-run spread, 2.53x against 2.70x, in session 6).
+step 60 python3 benchmarks/gpu/profile_analyze.py --device cuda \
   --out "$OUT/profile_analyze_episode.txt"
 step 170 python3 benchmarks/series.py --episode-seconds 20 --episodes 1 2 4 \
   --landscape-episodes --memory-minutes --population "$K/data/lfw_subset" \

@@ -26,6 +26,7 @@ from facenet_pytorch.models.utils.detect_face import (
     pad,
     rerec,
 )
+from torch.profiler import record_function
 
 from likeness import inference
 from likeness.area_resize import (
@@ -141,22 +142,90 @@ def _stage_input(
     return _standardise(crops)
 
 
+def _pnet_candidates(levels, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """P-Net's boxes from every pyramid level, NMS within and across levels, regressed and
+    squared: ``(boxes (n, 5), image_inds)``, as facenet-pytorch's first stage ends."""
+    boxes_list, inds_list, picks = [], [], []
+    offset = 0
+    for scale, (reg, probs) in levels:
+        boxes_scale, inds_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold)
+        boxes_list.append(boxes_scale)
+        inds_list.append(inds_scale)
+        pick = batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], inds_scale, 0.5)
+        picks.append(pick + offset)
+        offset += boxes_scale.shape[0]
+    boxes = torch.cat(boxes_list, dim=0)
+    image_inds = torch.cat(inds_list, dim=0)
+    scale_picks = torch.cat(picks, dim=0)
+    boxes, image_inds = boxes[scale_picks], image_inds[scale_picks]
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+    boxes, image_inds = boxes[pick], image_inds[pick]
+    regw = boxes[:, 2] - boxes[:, 0]
+    regh = boxes[:, 3] - boxes[:, 1]
+    qq1 = boxes[:, 0] + boxes[:, 5] * regw
+    qq2 = boxes[:, 1] + boxes[:, 6] * regh
+    qq3 = boxes[:, 2] + boxes[:, 7] * regw
+    qq4 = boxes[:, 3] + boxes[:, 8] * regh
+    boxes = torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)
+    return rerec(boxes), image_inds
+
+
+def _rnet_candidates(boxes, image_inds, out, threshold: float):
+    """The boxes R-Net keeps, NMS, regressed and squared, as facenet-pytorch's second stage."""
+    out0 = out[0].permute(1, 0)
+    score = out[1].permute(1, 0)[1, :]
+    ipass = score > threshold
+    boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+    image_inds = image_inds[ipass]
+    mv = out0[:, ipass].permute(1, 0)
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+    boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
+    boxes = bbreg(boxes, mv)
+    return rerec(boxes), image_inds
+
+
+def _onet_faces(boxes, image_inds, out, threshold: float):
+    """The faces O-Net keeps, with their landmarks, regressed, NMS ("Min"), as
+    facenet-pytorch's third stage: ``(boxes, image_inds, points)``."""
+    out0 = out[0].permute(1, 0)
+    points = out[1].permute(1, 0)
+    score = out[2].permute(1, 0)[1, :]
+    ipass = score > threshold
+    points = points[:, ipass]
+    boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+    image_inds = image_inds[ipass]
+    mv = out0[:, ipass].permute(1, 0)
+    w_i = boxes[:, 2] - boxes[:, 0] + 1
+    h_i = boxes[:, 3] - boxes[:, 1] + 1
+    points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
+    points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
+    points = torch.stack((points_x, points_y)).permute(2, 1, 0)
+    boxes = bbreg(boxes, mv)
+    pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+    return boxes[pick], image_inds[pick], points[pick]
+
+
 def detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """facenet-pytorch's ``MTCNN.detect`` on a (N, H, W, 3) uint8 batch, faster, same result.
 
     Returns, per image, ``(boxes, points)``: boxes (n, 5) float32 x1, y1, x2, y2, probability
     and landmarks (n, 5, 2), as ``facenet_pytorch.models.utils.detect_face.detect_face``
     computes them, step for step with its own functions, except for the resizes (see the
-    module's docstring). Runs under ``torch.inference_mode``.
+    module's docstring). Runs under ``torch.inference_mode``. Each stage is labelled
+    (``mtcnn.*``) for ``torch.profiler`` (``benchmarks/gpu/detection_trace.py``); outside a
+    profiler a label costs about a microsecond.
     """
     device = detector.device
     threshold, factor = detector.thresholds, detector.factor
     with torch.inference_mode():
         # No copy unless the array is read-only (PyTorch wants writable memory).
         images = np.require(images, np.uint8, ["C", "W"])
-        pixels = torch.as_tensor(images, device=device).permute(0, 3, 1, 2)  # uint8 NCHW view
+        with record_function("mtcnn.upload"):
+            pixels = torch.as_tensor(images, device=device).permute(0, 3, 1, 2)  # uint8 NCHW
         dtype = next(detector.pnet.parameters()).dtype
-        tables = [integral_table(img) for img in images] if device.type == "cpu" else None
+        with record_function("mtcnn.integral_tables"):
+            tables = ([integral_table(img) for img in images] if device.type == "cpu"
+                      else None)
         channels_first = inference.runtime_of(detector) != "torch"
         batch_size = len(images)
         h, w = images.shape[1:3]
@@ -178,74 +247,38 @@ def detect(detector: MTCNN, images: np.ndarray) -> list[tuple[np.ndarray, np.nda
         # The same operations on the same inputs, so the same results.
         levels = []
         for scale in scales:
-            im_data = _pyramid_level(
-                pixels, tables, int(h * scale + 1), int(w * scale + 1), dtype, channels_first
-            )
-            levels.append((scale, detector.pnet(im_data)))
+            with record_function("mtcnn.pyramid"):
+                im_data = _pyramid_level(pixels, tables, int(h * scale + 1),
+                                         int(w * scale + 1), dtype, channels_first)
+            with record_function("mtcnn.pnet"):
+                levels.append((scale, detector.pnet(im_data)))
             del im_data
-        boxes_list, inds_list, picks = [], [], []
-        offset = 0
-        for scale, (reg, probs) in levels:
-            boxes_scale, inds_scale = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
-            boxes_list.append(boxes_scale)
-            inds_list.append(inds_scale)
-            pick = batched_nms(boxes_scale[:, :4], boxes_scale[:, 4], inds_scale, 0.5)
-            picks.append(pick + offset)
-            offset += boxes_scale.shape[0]
-        boxes = torch.cat(boxes_list, dim=0)
-        image_inds = torch.cat(inds_list, dim=0)
-        scale_picks = torch.cat(picks, dim=0)
-        boxes, image_inds = boxes[scale_picks], image_inds[scale_picks]
-        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
-        boxes, image_inds = boxes[pick], image_inds[pick]
-        regw = boxes[:, 2] - boxes[:, 0]
-        regh = boxes[:, 3] - boxes[:, 1]
-        qq1 = boxes[:, 0] + boxes[:, 5] * regw
-        qq2 = boxes[:, 1] + boxes[:, 6] * regh
-        qq3 = boxes[:, 2] + boxes[:, 7] * regw
-        qq4 = boxes[:, 3] + boxes[:, 8] * regh
-        boxes = torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)
-        boxes = rerec(boxes)
+        with record_function("mtcnn.pnet_candidates"):
+            boxes, image_inds = _pnet_candidates(levels, threshold[0])
+        del levels
 
         # Second stage: R-Net on 24 px crops.
         if len(boxes) > 0:
-            im_data = _stage_input(pixels, tables, dtype, image_inds, boxes, 24)
-            out = fixed_batch_process(im_data, detector.rnet)
-            out0 = out[0].permute(1, 0)
-            score = out[1].permute(1, 0)[1, :]
-            ipass = score > threshold[1]
-            boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-            image_inds = image_inds[ipass]
-            mv = out0[:, ipass].permute(1, 0)
-            pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
-            boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
-            boxes = bbreg(boxes, mv)
-            boxes = rerec(boxes)
+            with record_function("mtcnn.rnet_crops"):
+                im_data = _stage_input(pixels, tables, dtype, image_inds, boxes, 24)
+            with record_function("mtcnn.rnet"):
+                out = fixed_batch_process(im_data, detector.rnet)
+            with record_function("mtcnn.rnet_candidates"):
+                boxes, image_inds = _rnet_candidates(boxes, image_inds, out, threshold[1])
 
         # Third stage: O-Net on 48 px crops, landmarks.
         points = torch.zeros(0, 5, 2, device=device)
         if len(boxes) > 0:
-            im_data = _stage_input(pixels, tables, dtype, image_inds, boxes, 48)
-            out = fixed_batch_process(im_data, detector.onet)
-            out0 = out[0].permute(1, 0)
-            points = out[1].permute(1, 0)
-            score = out[2].permute(1, 0)[1, :]
-            ipass = score > threshold[2]
-            points = points[:, ipass]
-            boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-            image_inds = image_inds[ipass]
-            mv = out0[:, ipass].permute(1, 0)
-            w_i = boxes[:, 2] - boxes[:, 0] + 1
-            h_i = boxes[:, 3] - boxes[:, 1] + 1
-            points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
-            points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
-            points = torch.stack((points_x, points_y)).permute(2, 1, 0)
-            boxes = bbreg(boxes, mv)
-            pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
-            boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
+            with record_function("mtcnn.onet_crops"):
+                im_data = _stage_input(pixels, tables, dtype, image_inds, boxes, 48)
+            with record_function("mtcnn.onet"):
+                out = fixed_batch_process(im_data, detector.onet)
+            with record_function("mtcnn.onet_faces"):
+                boxes, image_inds, points = _onet_faces(boxes, image_inds, out, threshold[2])
 
-        boxes_np, points_np = boxes.cpu().numpy(), points.cpu().numpy()
-        inds_np = image_inds.cpu().numpy()
+        with record_function("mtcnn.download"):
+            boxes_np, points_np = boxes.cpu().numpy(), points.cpu().numpy()
+            inds_np = image_inds.cpu().numpy()
     return [
         (boxes_np[inds_np == i].copy(), points_np[inds_np == i].copy())
         for i in range(batch_size)
