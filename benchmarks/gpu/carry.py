@@ -15,7 +15,9 @@ most 64 MiB of working tree. PyAV's wheel alone is 35 MB and the pinned embedder
   working tree, so they stay while the machine stays warm (30 s between calls).
 - ``join`` (call B, carrying ``.gpu/b``): joins the four planes into the weights file in
   ``$LIKENESS_CACHE/models`` and refuses it unless its SHA-256 is the pinned one, so the
-  benchmarks run the real weights, byte for byte.
+  benchmarks run the real weights, byte for byte. It also installs torchcodec, carried in
+  ``.gpu/b`` for ``benchmarks/torchcodec_frames.py`` only (not a likeness dependency), without
+  its builds for the FFmpeg versions PyAV does not bundle.
 
 ``benchmarks/gpu/run_all.sh`` runs ``join`` and then every GPU benchmark. Add ``/.gpu/`` to
 ``.git/info/exclude``.
@@ -33,6 +35,7 @@ import io
 import json
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +56,11 @@ WHEELS = ("facenet-pytorch", "lir", "pydantic", "pydantic-core", "annotated-type
 CLIPS = ("facenet-pytorch/examples/video.mp4", "sber-swap/examples/videos/dance.mp4",
          "sber-swap/examples/images/elon_musk.jpg")
 LFW_IDENTITIES = 300
+# The newest torchcodec whose stated torch requirement (>= 2.11) the lent machine's torch 2.11
+# meets. It runs on the FFmpeg 8 libraries bundled in PyAV's wheel (libavcodec 62), so only
+# its build for FFmpeg 8 is carried.
+TORCHCODEC = "torchcodec==0.16.0"
+TORCHCODEC_FFMPEG = "8"
 LIMIT = 60 * 2**20  # per folder, leaving room for the working tree itself
 
 
@@ -111,6 +119,7 @@ def prepare() -> None:
     (a / "plane0.xz").write_bytes(planes[0])
     for i in (1, 2, 3):
         (b / f"plane{i}.xz").write_bytes(planes[i])
+    repack_torchcodec(b / "torchcodec.tar.xz")
     (b / "weights.json").write_text(json.dumps({
         "name": weights.name, "length": weights.stat().st_size,
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}), "utf-8")
@@ -119,6 +128,24 @@ def prepare() -> None:
         print(f"{folder}: {size / 2**20:.1f} MiB")
         if size > LIMIT:
             raise SystemExit(f"{folder} is over {LIMIT / 2**20:.0f} MiB: carry less")
+
+
+def repack_torchcodec(dest: Path) -> None:
+    """torchcodec's cp312 wheel as a tar.xz, without its builds for other FFmpeg versions."""
+    folder = CARRY / "torchcodec"
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *PLATFORM,
+                    "-d", str(folder), TORCHCODEC], check=True)
+    wheel = next(folder.glob("torchcodec-*.whl"))
+    other_builds = re.compile(rf"libtorchcodec_(core|custom_ops)(?!{TORCHCODEC_FFMPEG}\.)\d+\.so$")
+    with zipfile.ZipFile(wheel) as zipped, tarfile.open(dest, "w:xz") as tar:
+        for info in zipped.infolist():
+            if info.is_dir() or other_builds.search(info.filename):
+                continue
+            entry = tarfile.TarInfo(info.filename)
+            entry.size = info.file_size
+            entry.mode = 0o644
+            tar.addfile(entry, io.BytesIO(zipped.read(info)))
+    shutil.rmtree(folder)
 
 
 def install() -> None:
@@ -154,6 +181,10 @@ def join() -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(data)
     print("weights joined:", dest, meta["sha256"][:12])
+    if (b / "torchcodec.tar.xz").exists():
+        with tarfile.open(b / "torchcodec.tar.xz") as tar:
+            tar.extractall(KEEP / "site", filter="tar")
+        print("torchcodec installed into", KEEP / "site")
 
 
 def main() -> None:

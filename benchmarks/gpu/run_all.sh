@@ -6,7 +6,9 @@ export PYTHONPATH=$PWD/lib:$PWD/benchmarks:$K/site LIKENESS_TESTDATA=$K/data
 export LIKENESS_CACHE=$K/cache PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 python3 benchmarks/gpu/carry.py join || exit 3
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader
-# Each step under its own limit (585 s in all, inside one call's 600 s); the last lines shown.
+# Each step under its own limit, the most telling first: the limits add up to 635 s, more
+# than one call's 600 s, so the last step (detection.py, whose batch-size plateau session 6
+# measured) may be cut; what earlier steps wrote in $OUT comes back all the same.
 step() { echo "== ${*:2}"; timeout "$1" "${@:2}" 2>&1 | grep -v -i warning | tail -22; }
 step 90 python3 benchmarks/throughput.py --device cuda --peer-batch 32 \
   --json "$OUT/throughput_1080p_run1.json"
@@ -18,10 +20,13 @@ step 45 python3 benchmarks/gpu/detection_trace.py --device cuda \
 # throughput run measured only the run-to-run spread, 2.53x against 2.70x, in session 6).
 step 60 python3 benchmarks/gpu/profile_analyze.py --device cuda \
   --out "$OUT/profile_analyze_episode.txt"
+# Hardware decoding, two ways: NVDEC with the CPU's own conversion to RGB (exact if NVDEC is),
+# and torchcodec's NVDEC with its conversion on the GPU (the issue names it).
+step 60 python3 benchmarks/gpu/nvdec.py --json "$OUT/nvdec.json"
+step 50 python3 benchmarks/torchcodec_frames.py --device cuda --json "$OUT/torchcodec_frames.json"
 step 170 python3 benchmarks/series.py --episode-seconds 20 --episodes 1 2 4 \
   --landscape-episodes --memory-minutes --population "$K/data/lfw_subset" \
   --json "$OUT/series.json"
-step 80 python3 benchmarks/gpu/detection.py --json "$OUT/detection.json"
-# embedder_precision.py decided fp32 on 2026-11-26 and is not rerun; NVDEC's exactness is new.
-step 60 python3 benchmarks/gpu/nvdec.py --json "$OUT/nvdec.json"
 step 80 python3 benchmarks/gpu/gop_decoding.py --decoders 2 4 8 16 --json "$OUT/gop_decoding.json"
+# embedder_precision.py decided fp32 on 2026-11-26 and is not rerun.
+step 80 python3 benchmarks/gpu/detection.py --json "$OUT/detection.json"
