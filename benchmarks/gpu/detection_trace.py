@@ -105,7 +105,7 @@ def trace(detector, frames: np.ndarray, batch: int, cuda: bool) -> tuple[dict, s
         "stages": dict(sorted(stages.items(), key=lambda kv: -kv[1]["host_ms"])),
         "host_waits": waits,
     }
-    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     table = averages.table(sort_by=sort, row_limit=30)
     return summary, table
 
