@@ -122,7 +122,15 @@ def test_embedder_matches_torch_on_real_crops(torch_nets, compiled_nets, frames)
 
 
 def test_embed_photos_matches_the_torch_path(torch_nets, compiled_nets, lfw_paths):
-    """Whole photo path (streamed, batched): same statuses and faces, embeddings within 1e-4."""
+    """Whole photo path (streamed, batched): same statuses and faces, embeddings within 1e-3.
+
+    The embedder alone stays within 1e-4 of PyTorch on the same crops
+    (:func:`test_embedder_matches_torch_on_real_crops`; 9e-8 measured). End to end, the
+    detector's float rounding moves a box by about 1e-5 px, which can flip the rounding of a
+    few crop pixels by one level: 1.06e-4 with ONNX Runtime on an AVX-512 Xeon (4.8e-5 with
+    OpenVINO), about 1e-5 on an AVX2 EPYC. A real fault (a crop moved by a pixel, another
+    standardisation) moves embeddings by 1e-2 or more.
+    """
     _, detector, model = compiled_nets
     paths = [*lfw_paths, ELON_REFERENCE, TESTDATA / "facenet-pytorch/data/multiface.jpg"]
     kw = dict(cache=False, progress=False, selection="centre", batch_size=8)
@@ -139,7 +147,7 @@ def test_embed_photos_matches_the_torch_path(torch_nets, compiled_nets, lfw_path
     assert iou.min() >= 0.99
     np.testing.assert_allclose(ours.loc[ok, "prob"], ref.loc[ok, "prob"], rtol=0, atol=1e-4)
     diff = np.stack(ours.loc[ok, "embedding"]) - np.stack(ref.loc[ok, "embedding"])
-    assert np.abs(diff).max() <= 1e-4
+    assert np.abs(diff).max() <= 1e-3
 
 
 def test_photo_cache_keeps_runtimes_apart():
