@@ -49,21 +49,6 @@ def first_frames(n: int) -> np.ndarray:
     return np.stack(frames[:n])
 
 
-def device_time_us(event) -> float:
-    """An event's device time (µs), under either of PyTorch's names for it."""
-    for name in ("device_time_total", "cuda_time_total"):
-        if hasattr(event, name):
-            return float(getattr(event, name))
-    return 0.0
-
-
-def self_device_time_us(event) -> float:
-    for name in ("self_device_time_total", "self_cuda_time_total"):
-        if hasattr(event, name):
-            return float(getattr(event, name))
-    return 0.0
-
-
 def trace(detector, frames: np.ndarray, batch: int, cuda: bool) -> tuple[dict, str]:
     """One profiled pass of ``mtcnn.detect`` over ``frames`` in batches of ``batch``, after an
     unprofiled pass at the same shapes: (summary, the profiler's table)."""
@@ -89,11 +74,11 @@ def trace(detector, frames: np.ndarray, batch: int, cuda: bool) -> tuple[dict, s
             stages[event.key] = {
                 "calls": event.count,
                 "host_ms": event.cpu_time_total / 1e3,
-                "device_ms": device_time_us(event) / 1e3,
+                "device_ms": event.device_time_total / 1e3,
             }
     waits = {e.key: {"calls": e.count, "host_ms": e.cpu_time_total / 1e3}
              for e in averages if e.key in WAITS}
-    kernels_ms = sum(self_device_time_us(e) for e in averages) / 1e3 if cuda else None
+    kernels_ms = sum(e.self_device_time_total for e in averages) / 1e3 if cuda else None
     summary = {
         "batch": batch,
         "frames": len(frames),
